@@ -1,0 +1,273 @@
+// The engine's handle on a GPUDevice: tracked buffer allocation (live count and bytes, so leaks
+// are measurable), a pipeline cache keyed by the shader and its specialised constants, bind groups
+// built by binding *name* from the WGSL declarations, uploads/read-backs, and error scopes that
+// turn validation and out-of-memory errors into exceptions.
+
+import { acquireDevice, type AcquireOptions, type AdapterReport } from './device.ts';
+import { parseBindings, parseUniformStruct, packUniforms, specialize, type BindingDecl, type ConstValue, type UniformLayout } from './wgsl.ts';
+
+export class GpuError extends Error {
+  override name = 'GpuError';
+}
+
+export interface Kernel {
+  pipeline: GPUComputePipeline;
+  bindGroupLayout: GPUBindGroupLayout;
+  bindings: BindingDecl[];
+  /** Layout of the struct bound as `params`, when the shader has one. */
+  params?: UniformLayout;
+  /** Workgroup size as specialised (x, y, z). */
+  workgroup: [number, number, number];
+  label: string;
+}
+
+export interface KernelSpec {
+  /** WGSL source (a .wgsl file's text). */
+  source: string;
+  label: string;
+  entryPoint?: string;
+  /** Values for `const` declarations in the source: the compile-time part of the spec. */
+  consts?: Record<string, ConstValue>;
+  /** Name of the uniform struct bound as `params` (default 'Params' when the source declares it). */
+  paramsStruct?: string;
+}
+
+const STORAGE_USAGE = 0x80 | 0x04 | 0x08; // STORAGE | COPY_SRC | COPY_DST (GPUBufferUsage may not be global yet)
+
+export class GpuContext {
+  private readonly kernels = new Map<string, Kernel>();
+  private readonly allocations = new Map<GPUBuffer, number>();
+  private peak = 0;
+  private liveBytes = 0;
+  private lostInfo: GPUDeviceLostInfo | undefined;
+
+  constructor(
+    readonly device: GPUDevice,
+    readonly report: AdapterReport,
+  ) {
+    device.lost.then((info) => {
+      this.lostInfo = info;
+    });
+  }
+
+  static async create(options: AcquireOptions = {}): Promise<GpuContext> {
+    const { device, report } = await acquireDevice(options);
+    return new GpuContext(device, report);
+  }
+
+  /** Throws a clear error when the device is gone, instead of failing inside a kernel. */
+  assertAlive(): void {
+    if (this.lostInfo) {
+      throw new GpuError(
+        `the WebGPU device was lost (${this.lostInfo.reason || 'unknown'}${this.lostInfo.message ? `: ${this.lostInfo.message}` : ''}); ` +
+          'acquire a new device and rebuild the model',
+      );
+    }
+  }
+
+  // ---- buffers -------------------------------------------------------------------------------
+
+  createBuffer(label: string, byteSize: number, usage: number = STORAGE_USAGE): GPUBuffer {
+    this.assertAlive();
+    const size = Math.max(16, Math.ceil(byteSize / 16) * 16);
+    if (size > this.device.limits.maxBufferSize) {
+      throw new GpuError(
+        `buffer '${label}' needs ${size} bytes, over this adapter's maxBufferSize ${this.device.limits.maxBufferSize}; use a smaller input (--max-size)`,
+      );
+    }
+    const buffer = this.device.createBuffer({ label, size, usage });
+    this.allocations.set(buffer, size);
+    this.liveBytes += size;
+    this.peak = Math.max(this.peak, this.liveBytes);
+    return buffer;
+  }
+
+  /** A storage buffer holding `data`. */
+  upload(label: string, data: ArrayBufferView, usage: number = STORAGE_USAGE): GPUBuffer {
+    const buffer = this.createBuffer(label, data.byteLength, usage);
+    this.write(buffer, data);
+    return buffer;
+  }
+
+  write(buffer: GPUBuffer, data: ArrayBufferView | ArrayBuffer, offset = 0): void {
+    const view = (data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength)) as Uint8Array<ArrayBuffer>;
+    // writeBuffer needs a multiple of 4 bytes.
+    if (view.byteLength % 4 !== 0) {
+      const padded = new Uint8Array(Math.ceil(view.byteLength / 4) * 4);
+      padded.set(view);
+      this.device.queue.writeBuffer(buffer, offset, padded);
+    } else {
+      this.device.queue.writeBuffer(buffer, offset, view);
+    }
+  }
+
+  release(buffer: GPUBuffer | undefined): void {
+    if (!buffer) return;
+    const size = this.allocations.get(buffer);
+    if (size === undefined) return;
+    this.allocations.delete(buffer);
+    this.liveBytes -= size;
+    buffer.destroy();
+  }
+
+  /** Live engine-allocated buffers: the leak tests compare this with a baseline. */
+  get memory(): { buffers: number; bytes: number; peakBytes: number } {
+    return { buffers: this.allocations.size, bytes: this.liveBytes, peakBytes: this.peak };
+  }
+
+  /** The engine's live buffers right now (a copy): tests release what a test left behind. */
+  liveBuffers(): Set<GPUBuffer> {
+    return new Set(this.allocations.keys());
+  }
+
+  resetPeak(): void {
+    this.peak = this.liveBytes;
+  }
+
+  /** Copies `byteLength` bytes of `buffer` to the CPU (one staging buffer, freed after). */
+  async read(buffer: GPUBuffer, byteLength = buffer.size, offset = 0): Promise<ArrayBuffer> {
+    this.assertAlive();
+    const size = Math.ceil(byteLength / 4) * 4;
+    const staging = this.createBuffer('readback', size, 0x01 | 0x08); // MAP_READ | COPY_DST
+    try {
+      const enc = this.device.createCommandEncoder({ label: 'readback' });
+      enc.copyBufferToBuffer(buffer, offset, staging, 0, size);
+      this.device.queue.submit([enc.finish()]);
+      await staging.mapAsync(0x0001); // GPUMapMode.READ
+      return staging.getMappedRange(0, byteLength).slice(0);
+    } catch (cause) {
+      this.assertAlive();
+      throw cause;
+    } finally {
+      this.release(staging);
+    }
+  }
+
+  async readF32(buffer: GPUBuffer, count?: number, offsetElements = 0): Promise<Float32Array> {
+    const n = count ?? buffer.size / 4 - offsetElements;
+    return new Float32Array(await this.read(buffer, n * 4, offsetElements * 4));
+  }
+
+  async readU32(buffer: GPUBuffer, count?: number, offsetElements = 0): Promise<Uint32Array> {
+    const n = count ?? buffer.size / 4 - offsetElements;
+    return new Uint32Array(await this.read(buffer, n * 4, offsetElements * 4));
+  }
+
+  // ---- kernels -------------------------------------------------------------------------------
+
+  /** Compiles (once per source + constants) and returns the pipeline with its binding table. */
+  kernel(spec: KernelSpec): Kernel {
+    const consts = spec.consts ?? {};
+    const constKey = Object.keys(consts)
+      .sort()
+      .map((k) => `${k}=${consts[k]}`)
+      .join(',');
+    const key = `${spec.label}|${spec.entryPoint ?? 'main'}|${constKey}|${hashString(spec.source)}`;
+    const cached = this.kernels.get(key);
+    if (cached) return cached;
+
+    this.assertAlive();
+    const code = specialize(spec.source, consts);
+    const bindings = parseBindings(code);
+    const bindGroupLayout = this.device.createBindGroupLayout({
+      label: spec.label,
+      entries: bindings.map((b) => ({
+        binding: b.binding,
+        visibility: 0x4, // GPUShaderStage.COMPUTE
+        buffer: { type: b.kind },
+      })),
+    });
+    const module = this.device.createShaderModule({ label: spec.label, code });
+    const pipeline = this.device.createComputePipeline({
+      label: spec.label,
+      layout: this.device.createPipelineLayout({ bindGroupLayouts: [bindGroupLayout] }),
+      compute: { module, entryPoint: spec.entryPoint ?? 'main' },
+    });
+    const structName = spec.paramsStruct ?? 'Params';
+    const params = bindings.some((b) => b.name === 'params') ? parseUniformStruct(code, structName) : undefined;
+    const kernel: Kernel = { pipeline, bindGroupLayout, bindings, params, workgroup: workgroupSize(code), label: spec.label };
+    this.kernels.set(key, kernel);
+    return kernel;
+  }
+
+  /** A uniform buffer holding `values` packed by the kernel's `params` struct. */
+  params(kernel: Kernel, values: Record<string, number>): GPUBuffer {
+    if (!kernel.params) throw new Error(`kernel ${kernel.label} has no 'params' uniform`);
+    return this.upload(`${kernel.label}.params`, new Uint8Array(packUniforms(kernel.params, values)), 0x40 | 0x08); // UNIFORM | COPY_DST
+  }
+
+  /** Bind group by binding name; every declared binding must be given, and nothing else. */
+  bindGroup(kernel: Kernel, resources: Record<string, GPUBuffer>): GPUBindGroup {
+    const given = new Set(Object.keys(resources));
+    const entries = kernel.bindings.map((b) => {
+      const buffer = resources[b.name];
+      if (!buffer) throw new Error(`kernel ${kernel.label}: binding '${b.name}' was not given`);
+      given.delete(b.name);
+      return { binding: b.binding, resource: { buffer } };
+    });
+    if (given.size) throw new Error(`kernel ${kernel.label}: no binding named ${[...given].join(', ')}`);
+    return this.device.createBindGroup({ label: kernel.label, layout: kernel.bindGroupLayout, entries });
+  }
+
+  /**
+   * Runs `fn` inside validation, out-of-memory and internal error scopes and throws the first
+   * error any of them caught (after `fn`'s own work was submitted).
+   */
+  async checked<T>(what: string, fn: () => T | Promise<T>): Promise<T> {
+    this.assertAlive();
+    const d = this.device;
+    d.pushErrorScope('internal');
+    d.pushErrorScope('out-of-memory');
+    d.pushErrorScope('validation');
+    let result: T | undefined;
+    let thrown: unknown;
+    try {
+      result = await fn();
+    } catch (e) {
+      thrown = e;
+    }
+    const [validation, oom, internal] = [await d.popErrorScope(), await d.popErrorScope(), await d.popErrorScope()];
+    if (thrown) throw thrown;
+    if (oom) throw new GpuError(`${what}: out of GPU memory (${oom.message}); use a smaller input size or free other models`);
+    if (validation) throw new GpuError(`${what}: WebGPU validation error: ${validation.message}`);
+    if (internal) throw new GpuError(`${what}: WebGPU internal error: ${internal.message}`);
+    this.assertAlive();
+    return result as T;
+  }
+
+  destroy(): void {
+    for (const b of [...this.allocations.keys()]) this.release(b);
+    this.kernels.clear();
+  }
+}
+
+function workgroupSize(code: string): [number, number, number] {
+  const m = /@workgroup_size\(([^)]*)\)/.exec(code);
+  if (!m) return [1, 1, 1];
+  const parts = m[1].split(',').map((s) => {
+    const t = s.trim();
+    const lit = /^(\d+)u?$/.exec(t);
+    if (lit) return Number(lit[1]);
+    const c = new RegExp(`const\\s+${t}\\s*:\\s*\\w+\\s*=\\s*(\\d+)u?\\s*;`).exec(code);
+    if (!c) throw new Error(`workgroup size '${t}' is not a literal or a specialisable const`);
+    return Number(c[1]);
+  });
+  return [parts[0] ?? 1, parts[1] ?? 1, parts[2] ?? 1];
+}
+
+/** FNV-1a, enough to tell shader sources apart in the pipeline cache. */
+function hashString(s: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0).toString(16) + ':' + s.length;
+}
+
+/** Splits a 1-D count of workgroups into (x, y) under the per-dimension limit. */
+export function grid1d(workgroups: number, maxPerDim = 65535): [number, number] {
+  if (workgroups <= maxPerDim) return [Math.max(1, workgroups), 1];
+  const y = Math.ceil(workgroups / maxPerDim);
+  return [Math.ceil(workgroups / y), y];
+}

@@ -1,0 +1,77 @@
+// ConvTranspose2d with kernel == stride (the mask head's 2x2, stride 2), optionally + ReLU.
+// With kernel == stride each output pixel receives exactly one input pixel, so the op is a 1x1
+// conv to Cout*S*S rows (o, ky, kx) followed by depth-to-space; it runs on shaders/conv2d.wgsl
+// with SHUFFLE = S, which scatters the GEMM result in its epilogue.
+// Semantics: torch.nn.ConvTranspose2d(Cin, Cout, kernel_size=S, stride=S, padding=0).
+
+import source from '../../shaders/conv2d.wgsl';
+import type { GpuContext } from '../gpu.ts';
+import { DEFAULT_CONV_TILE, type ConvShape, type ConvTile } from './conv2d.ts';
+import { ceilDiv, Dispatch } from './dispatch.ts';
+
+export interface ConvTranspose2dSpec {
+  cin: number;
+  cout: number;
+  /** kernel size and stride (equal). */
+  scale: number;
+  relu?: boolean;
+  tile?: ConvTile;
+}
+
+/** torch [Cin][Cout][S][S] -> GEMM rows [(Cout, S, S)][Cin]. */
+export function reorderConvTransposeWeight(w: Float32Array, cin: number, cout: number, s: number): Float32Array {
+  if (w.length !== cin * cout * s * s) throw new Error(`conv-transpose weight has ${w.length} values, expected ${cin}x${cout}x${s}x${s}`);
+  const out = new Float32Array(w.length);
+  for (let i = 0; i < cin; i++)
+    for (let o = 0; o < cout; o++)
+      for (let t = 0; t < s * s; t++) out[(o * s * s + t) * cin + i] = w[(i * cout + o) * s * s + t];
+  return out;
+}
+
+export class ConvTranspose2d {
+  private readonly weight: GPUBuffer;
+  private readonly bias: GPUBuffer;
+  private readonly placeholder: GPUBuffer;
+
+  constructor(
+    private readonly ctx: GpuContext,
+    readonly spec: ConvTranspose2dSpec,
+    weight: Float32Array,
+    bias?: Float32Array,
+    readonly label = 'convTranspose2d',
+  ) {
+    if (bias && bias.length !== spec.cout) throw new Error(`${label}: bias has ${bias.length} values, expected ${spec.cout}`);
+    this.weight = ctx.upload(`${label}.weight`, reorderConvTransposeWeight(weight, spec.cin, spec.cout, spec.scale));
+    this.bias = ctx.upload(`${label}.bias`, bias ?? new Float32Array(spec.cout));
+    this.placeholder = ctx.createBuffer(`${label}.no-residual`, 16);
+  }
+
+  outputShape(input: ConvShape): ConvShape {
+    return { batch: input.batch, h: input.h * this.spec.scale, w: input.w * this.spec.scale };
+  }
+
+  plan(input: ConvShape, buffers: { input: GPUBuffer; output: GPUBuffer }): Dispatch {
+    const { spec } = this;
+    const tile = spec.tile ?? DEFAULT_CONV_TILE;
+    const rows = spec.cout * spec.scale * spec.scale;
+    const kernel = this.ctx.kernel({
+      source,
+      label: this.label,
+      consts: { TM: tile.tm, TN: tile.tn, WG_X: tile.wgX, WG_Y: tile.wgY, KH: 1, KW: 1, PADDED: false, RELU: !!spec.relu, RESIDUAL: false, SHUFFLE: spec.scale },
+    });
+    const n = input.batch * input.h * input.w;
+    return Dispatch.create(
+      this.ctx,
+      kernel,
+      { batch: input.batch, cin: spec.cin, h: input.h, w: input.w, cout: rows, oh: input.h, ow: input.w, stride_h: 1, stride_w: 1, pad_h: 0, pad_w: 0, dil_h: 1, dil_w: 1 },
+      { input: buffers.input, weight: this.weight, bias: this.bias, residual: this.placeholder, output: buffers.output },
+      [ceilDiv(n, tile.tn * tile.wgX), ceilDiv(rows, tile.tm * tile.wgY)],
+    );
+  }
+
+  destroy(): void {
+    this.ctx.release(this.weight);
+    this.ctx.release(this.bias);
+    this.ctx.release(this.placeholder);
+  }
+}

@@ -1,0 +1,66 @@
+// A recorded unit of GPU work: one pipeline, its bind group, its uniform buffer and a grid.
+// Stages build Dispatches once per planned input size; running only records them into a pass.
+
+import { GpuError, type GpuContext, type Kernel } from '../gpu.ts';
+
+export class Dispatch {
+  private constructor(
+    readonly label: string,
+    private readonly kernel: Kernel,
+    private readonly bindGroup: GPUBindGroup,
+    private readonly workgroups: [number, number, number],
+    private readonly owned: GPUBuffer[],
+    private readonly ctx: GpuContext,
+  ) {}
+
+  /** Packs `params` by the kernel's WGSL struct and binds `resources` by their WGSL names. */
+  static create(
+    ctx: GpuContext,
+    kernel: Kernel,
+    params: Record<string, number> | undefined,
+    resources: Record<string, GPUBuffer>,
+    workgroups: [number, number?, number?],
+  ): Dispatch {
+    const grid: [number, number, number] = [workgroups[0], workgroups[1] ?? 1, workgroups[2] ?? 1];
+    const max = ctx.device.limits.maxComputeWorkgroupsPerDimension;
+    if (grid.some((g) => g > max)) {
+      throw new GpuError(`${kernel.label}: a grid of ${grid.join('x')} workgroups exceeds this adapter's limit of ${max} per dimension; use a smaller input`);
+    }
+    const owned: GPUBuffer[] = [];
+    const all = { ...resources };
+    if (params) {
+      const uniform = ctx.params(kernel, params);
+      owned.push(uniform);
+      all.params = uniform;
+    }
+    return new Dispatch(kernel.label, kernel, ctx.bindGroup(kernel, all), grid, owned, ctx);
+  }
+
+  get grid(): readonly [number, number, number] {
+    return this.workgroups;
+  }
+
+  record(pass: GPUComputePassEncoder): void {
+    if (this.workgroups.some((g) => g === 0)) return;
+    pass.setPipeline(this.kernel.pipeline);
+    pass.setBindGroup(0, this.bindGroup);
+    pass.dispatchWorkgroups(...this.workgroups);
+  }
+
+  destroy(): void {
+    for (const b of this.owned) this.ctx.release(b);
+    this.owned.length = 0;
+  }
+}
+
+/** Records `dispatches` into one compute pass of a new encoder and submits it. */
+export function submitDispatches(ctx: GpuContext, dispatches: Dispatch[], label = 'maskgpu'): void {
+  ctx.assertAlive();
+  const encoder = ctx.device.createCommandEncoder({ label });
+  const pass = encoder.beginComputePass({ label });
+  for (const d of dispatches) d.record(pass);
+  pass.end();
+  ctx.device.queue.submit([encoder.finish()]);
+}
+
+export const ceilDiv = (a: number, b: number): number => Math.ceil(a / b);

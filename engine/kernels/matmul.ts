@@ -1,0 +1,47 @@
+// matmul (shaders/matmul.wgsl): C = A B with A [M][K], B [K][N] (or [N][K] transposed), plus an
+// optional bias over N and ReLU. The benchmarks use the plain form as the adapter's ceiling;
+// `Linear` is the transposed form with a torch Linear weight [out][in].
+
+import source from '../../shaders/matmul.wgsl';
+import type { GpuContext } from '../gpu.ts';
+import { ceilDiv, Dispatch } from './dispatch.ts';
+
+export interface MatmulTile {
+  tm: number;
+  tn: number;
+  wgX: number;
+  wgY: number;
+}
+
+export const DEFAULT_MATMUL_TILE: MatmulTile = { tm: 4, tn: 8, wgX: 4, wgY: 4 };
+
+export interface MatmulSpec {
+  transB?: boolean;
+  bias?: boolean;
+  relu?: boolean;
+  tile?: MatmulTile;
+}
+
+export function planMatmul(
+  ctx: GpuContext,
+  spec: MatmulSpec,
+  dims: { m: number; n: number; k: number },
+  buffers: { a: GPUBuffer; b: GPUBuffer; c: GPUBuffer; bias?: GPUBuffer },
+  placeholder: GPUBuffer,
+  label = 'matmul',
+): Dispatch {
+  const tile = spec.tile ?? DEFAULT_MATMUL_TILE;
+  if (!!spec.bias !== !!buffers.bias) throw new Error(`${label}: bias buffer ${spec.bias ? 'missing' : 'given but unused'}`);
+  const kernel = ctx.kernel({
+    source,
+    label,
+    consts: { TM: tile.tm, TN: tile.tn, WG_X: tile.wgX, WG_Y: tile.wgY, TRANS_B: !!spec.transB, BIAS: !!spec.bias, RELU: !!spec.relu },
+  });
+  return Dispatch.create(
+    ctx,
+    kernel,
+    dims,
+    { a: buffers.a, b: buffers.b, c: buffers.c, bias: buffers.bias ?? placeholder },
+    [ceilDiv(dims.n, tile.tn * tile.wgX), ceilDiv(dims.m, tile.tm * tile.wgY)],
+  );
+}

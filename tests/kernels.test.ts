@@ -1,0 +1,202 @@
+// Every core kernel against its float64 CPU reference on seeded random inputs with awkward
+// shapes: odd sizes, stride 2 on odd inputs, 1 and 37 channels, 1x1 and 7x7 kernels, dilation 2,
+// sizes that are not multiples of the workgroup or of the register tile.
+
+import { Conv2d, type Conv2dSpec } from '../engine/kernels/conv2d.ts';
+import { ConvTranspose2d } from '../engine/kernels/convTranspose2d.ts';
+import { submitDispatches } from '../engine/kernels/dispatch.ts';
+import { Linear } from '../engine/kernels/linear.ts';
+import { planMatmul } from '../engine/kernels/matmul.ts';
+import { planMaxPool2d, maxPoolOutputShape } from '../engine/kernels/maxpool2d.ts';
+import { planSigmoid } from '../engine/kernels/sigmoid.ts';
+import { planUpsampleNearestAdd } from '../engine/kernels/upsampleNearestAdd.ts';
+import type { GpuContext } from '../engine/gpu.ts';
+import { gpuSuite } from './harness.ts';
+import { normal, uniform } from './random.ts';
+import { conv2dRef, convTranspose2dRef } from './reference/conv2d.ts';
+import { linearRef, matmulRef, sigmoidRef } from './reference/dense.ts';
+import { maxPool2dRef, upsampleNearestAddRef } from './reference/pooling.ts';
+import { assertClose, exact, f32Accum, strict } from './tolerance.ts';
+
+interface ConvCase {
+  name: string;
+  batch: number;
+  cin: number;
+  cout: number;
+  h: number;
+  w: number;
+  k: [number, number];
+  stride?: [number, number];
+  padding?: [number, number];
+  dilation?: [number, number];
+  relu?: boolean;
+  residual?: boolean;
+}
+
+const convCases: ConvCase[] = [
+  { name: '3x3 s1 p1, 37->37 ch, odd 13x11, ReLU', batch: 1, cin: 37, cout: 37, h: 13, w: 11, k: [3, 3], padding: [1, 1], relu: true },
+  { name: '3x3 s2 p1 on odd 15x9, 16->33 ch', batch: 1, cin: 16, cout: 33, h: 15, w: 9, k: [3, 3], stride: [2, 2], padding: [1, 1] },
+  { name: '7x7 s2 p3 stem, 3->8 ch, 23x17', batch: 1, cin: 3, cout: 8, h: 23, w: 17, k: [7, 7], stride: [2, 2], padding: [3, 3], relu: true },
+  { name: '1x1 s1, 1->5 ch (single input channel)', batch: 1, cin: 1, cout: 5, h: 7, w: 5, k: [1, 1] },
+  { name: '1x1 s2 downsample on odd 9x7, 37->12 ch', batch: 1, cin: 37, cout: 12, h: 9, w: 7, k: [1, 1], stride: [2, 2] },
+  { name: '1x1, 12->1 ch + residual + ReLU', batch: 1, cin: 12, cout: 1, h: 6, w: 10, k: [1, 1], residual: true, relu: true },
+  { name: '3x3 dilation 2 pad 2, 8->9 ch', batch: 1, cin: 8, cout: 9, h: 12, w: 14, k: [3, 3], padding: [2, 2], dilation: [2, 2] },
+  { name: '3x3 p1 + residual + ReLU, batch 3 (RoI batch), 10->6 ch, 5x5', batch: 3, cin: 10, cout: 6, h: 5, w: 5, k: [3, 3], padding: [1, 1], residual: true, relu: true },
+  { name: 'stride 2x1, padding 0x2, 2x5 kernel, 6->7 ch', batch: 1, cin: 6, cout: 7, h: 11, w: 8, k: [2, 5], stride: [2, 1], padding: [0, 2] },
+  { name: '1x1 input 1x1 pixel, 3x3 p1, 4->4 ch', batch: 1, cin: 4, cout: 4, h: 1, w: 1, k: [3, 3], padding: [1, 1] },
+];
+
+async function runConvCase(ctx: GpuContext, c: ConvCase, seed: number, tile?: Conv2dSpec['tile']): Promise<void> {
+  const fanIn = c.cin * c.k[0] * c.k[1];
+  const x = normal(seed, c.batch * c.cin * c.h * c.w);
+  const w = normal(seed + 1, c.cout * fanIn, Math.sqrt(2 / fanIn));
+  const b = uniform(seed + 2, c.cout, -0.5, 0.5);
+  const spec: Conv2dSpec = { cin: c.cin, cout: c.cout, kernel: c.k, stride: c.stride, padding: c.padding, dilation: c.dilation, relu: c.relu, residual: c.residual, tile };
+  const conv = new Conv2d(ctx, spec, w, b, 'conv-test');
+  const outShape = conv.outputShape({ batch: c.batch, h: c.h, w: c.w });
+  const outCount = c.batch * c.cout * outShape.h * outShape.w;
+  const res = c.residual ? normal(seed + 3, outCount) : undefined;
+  const input = ctx.upload('x', x);
+  const output = ctx.createBuffer('y', outCount * 4);
+  const residual = res ? ctx.upload('res', res) : undefined;
+  submitDispatches(ctx, [conv.plan({ batch: c.batch, h: c.h, w: c.w }, { input, output, residual })]);
+  const got = await ctx.readF32(output, outCount);
+  const want = conv2dRef(
+    { batch: c.batch, cin: c.cin, h: c.h, w: c.w, cout: c.cout, kh: c.k[0], kw: c.k[1], stride: c.stride, padding: c.padding, dilation: c.dilation, relu: c.relu },
+    x,
+    w,
+    b,
+    res,
+  );
+  if (want.oh !== outShape.h || want.ow !== outShape.w) throw new Error(`output size ${outShape.h}x${outShape.w}, reference ${want.oh}x${want.ow}`);
+  assertClose(got, want.data, f32Accum, tile ? `${c.name}, tile ${tile.tm}x${tile.tn} wg ${tile.wgX}x${tile.wgY}` : c.name);
+}
+
+const conv = gpuSuite('conv2d');
+convCases.forEach((c, i) => conv.test(c.name, (ctx) => runConvCase(ctx, c, 100 + i * 7)));
+conv.test('every register/workgroup tile gives the same result', async (ctx) => {
+  const c = convCases[1];
+  for (const tile of [
+    { tm: 1, tn: 1, wgX: 8, wgY: 8 },
+    { tm: 2, tn: 4, wgX: 16, wgY: 2 },
+    { tm: 8, tn: 4, wgX: 4, wgY: 4 },
+    { tm: 4, tn: 8, wgX: 4, wgY: 4 },
+  ]) {
+    await runConvCase(ctx, c, 555, tile);
+  }
+});
+conv.test('rejects a residual buffer the spec does not declare', async (ctx) => {
+  const conv = new Conv2d(ctx, { cin: 1, cout: 1, kernel: [1, 1] }, new Float32Array(1));
+  const buf = ctx.createBuffer('b', 64);
+  let message = '';
+  try {
+    conv.plan({ batch: 1, h: 2, w: 2 }, { input: buf, output: buf, residual: buf });
+  } catch (e) {
+    message = (e as Error).message;
+  }
+  if (!/residual/.test(message)) throw new Error(`expected a residual error, got '${message}'`);
+});
+conv.run();
+
+const transposed = gpuSuite('convTranspose2d');
+for (const [i, c] of [
+  { batch: 1, cin: 5, cout: 7, h: 3, w: 4, scale: 2, relu: true },
+  { batch: 4, cin: 37, cout: 9, h: 7, w: 7, scale: 2, relu: true },
+  { batch: 2, cin: 3, cout: 2, h: 5, w: 3, scale: 3, relu: false },
+].entries()) {
+  transposed.test(`k=s=${c.scale}, ${c.cin}->${c.cout} ch, batch ${c.batch}, ${c.h}x${c.w}${c.relu ? ', ReLU' : ''}`, async (ctx) => {
+    const x = normal(300 + i, c.batch * c.cin * c.h * c.w);
+    const w = normal(310 + i, c.cin * c.cout * c.scale * c.scale, Math.sqrt(1 / c.cin));
+    const b = uniform(320 + i, c.cout, -0.5, 0.5);
+    const op = new ConvTranspose2d(ctx, c, w, b, 'deconv-test');
+    const outCount = c.batch * c.cout * c.h * c.scale * c.w * c.scale;
+    const input = ctx.upload('x', x);
+    const output = ctx.createBuffer('y', outCount * 4);
+    submitDispatches(ctx, [op.plan(c, { input, output })]);
+    assertClose(await ctx.readF32(output, outCount), convTranspose2dRef(c, x, w, b), f32Accum, 'convTranspose2d');
+  });
+}
+transposed.run();
+
+const pool = gpuSuite('maxpool2d');
+for (const [i, c] of [
+  { planes: 5, h: 17, w: 13, kernel: 3, stride: 2, padding: 1 }, // the stem pool on odd sizes
+  { planes: 37, h: 7, w: 9, kernel: 1, stride: 2, padding: 0 }, // FPN "pool" level
+  { planes: 1, h: 1, w: 1, kernel: 3, stride: 2, padding: 1 },
+  { planes: 3, h: 8, w: 6, kernel: 2, stride: 2, padding: 0 },
+].entries()) {
+  pool.test(`k${c.kernel} s${c.stride} p${c.padding} on ${c.planes}x${c.h}x${c.w}`, async (ctx) => {
+    const x = normal(400 + i, c.planes * c.h * c.w);
+    const out = maxPoolOutputShape(c, { batch: 1, h: c.h, w: c.w });
+    const input = ctx.upload('x', x);
+    const output = ctx.createBuffer('y', c.planes * out.h * out.w * 4);
+    submitDispatches(ctx, [planMaxPool2d(ctx, c, { batch: 1, channels: c.planes, h: c.h, w: c.w }, { input, output })]);
+    const want = maxPool2dRef(c, x);
+    assertClose(await ctx.readF32(output, want.data.length), want.data, exact, 'maxpool2d');
+  });
+}
+pool.run();
+
+const upsample = gpuSuite('upsampleNearestAdd');
+for (const [i, c] of [
+  { planes: 3, h: 26, w: 34, topH: 13, topW: 17 }, // exact x2
+  { planes: 2, h: 25, w: 17, topH: 13, topW: 9 }, // odd sizes: the FPN case for inputs not divisible by 32
+  { planes: 37, h: 7, w: 3, topH: 4, topW: 2 },
+  { planes: 1, h: 200, w: 301, topH: 100, topW: 151 }, // where float32 index rounding would show
+].entries()) {
+  upsample.test(`${c.topH}x${c.topW} -> ${c.h}x${c.w}, ${c.planes} planes`, async (ctx) => {
+    const lat = normal(500 + i, c.planes * c.h * c.w);
+    const top = normal(510 + i, c.planes * c.topH * c.topW);
+    const lateral = ctx.upload('lat', lat);
+    const topBuf = ctx.upload('top', top);
+    const output = ctx.createBuffer('out', lat.byteLength);
+    submitDispatches(ctx, [planUpsampleNearestAdd(ctx, c, { lateral, top: topBuf, output })]);
+    // One float32 add on both sides: the reference's float64 sum rounds to the same float32.
+    const want = upsampleNearestAddRef(c, lat, top).map(Math.fround);
+    assertClose(await ctx.readF32(output, lat.length), want, exact, 'upsampleNearestAdd');
+  });
+}
+upsample.run();
+
+const dense = gpuSuite('linear and matmul');
+for (const [i, c] of [
+  { rows: 1, inF: 37, outF: 5, relu: true },
+  { rows: 13, inF: 100, outF: 33, relu: true },
+  { rows: 37, inF: 12, outF: 1, relu: false },
+].entries()) {
+  dense.test(`linear ${c.rows} rows, ${c.inF} -> ${c.outF}${c.relu ? ' + ReLU' : ''}`, async (ctx) => {
+    const x = normal(600 + i, c.rows * c.inF);
+    const w = normal(610 + i, c.outF * c.inF, Math.sqrt(1 / c.inF));
+    const b = uniform(620 + i, c.outF, -0.5, 0.5);
+    const lin = new Linear(ctx, c.inF, c.outF, w, b, c.relu, 'linear-test');
+    const input = ctx.upload('x', x);
+    const output = ctx.createBuffer('y', c.rows * c.outF * 4);
+    submitDispatches(ctx, [lin.plan(c.rows, { input, output })]);
+    assertClose(await ctx.readF32(output, c.rows * c.outF), linearRef(c.rows, c.inF, c.outF, x, w, b, c.relu), f32Accum, 'linear');
+  });
+}
+dense.test('matmul 67x45x29 (no dimension a tile multiple)', async (ctx) => {
+  const [m, n, k] = [67, 45, 29];
+  const a = normal(700, m * k);
+  const b = normal(701, k * n);
+  const placeholder = ctx.createBuffer('none', 16);
+  const c = ctx.createBuffer('c', m * n * 4);
+  submitDispatches(ctx, [planMatmul(ctx, {}, { m, n, k }, { a: ctx.upload('a', a), b: ctx.upload('b', b), c }, placeholder)]);
+  assertClose(await ctx.readF32(c, m * n), matmulRef(m, n, k, a, b), f32Accum, 'matmul');
+});
+dense.run();
+
+const sig = gpuSuite('sigmoid');
+sig.test('sigmoid over 1000 values incl. +-90 and 0', async (ctx) => {
+  const x = normal(800, 1000, 6);
+  x[0] = 90;
+  x[1] = -90;
+  x[2] = 0;
+  const input = ctx.upload('x', x);
+  const output = ctx.createBuffer('y', x.byteLength);
+  submitDispatches(ctx, [planSigmoid(ctx, x.length, { input, output })]);
+  const got = await ctx.readF32(output, x.length);
+  assertClose(got, sigmoidRef(x), strict, 'sigmoid');
+  if (Number.isNaN(got[0]) || Number.isNaN(got[1])) throw new Error('sigmoid overflowed to NaN');
+});
+sig.run();
