@@ -60,7 +60,7 @@ const INSTALL_HINT =
   '(Debian 12: `apt-get install -t bookworm-backports mesa-vulkan-drivers`; Ubuntu 24.04: `apt-get install mesa-vulkan-drivers`), ' +
   'then check with `vulkaninfo --summary`.';
 
-let nodeGpu: Promise<GPU> | undefined;
+const nodeGpus = new Map<string, Promise<GPU>>();
 
 /** navigator.gpu in a browser; Dawn through the `webgpu` package in Node. */
 async function getGpu(dawnFlags: string[]): Promise<GPU> {
@@ -70,7 +70,10 @@ async function getGpu(dawnFlags: string[]): Promise<GPU> {
   if (!isNode) {
     throw new NoAdapterError(`navigator.gpu is not available in this browser or context. ${INSTALL_HINT}`);
   }
-  nodeGpu ??= (async () => {
+  const key = dawnFlags.join('\n');
+  const cached = nodeGpus.get(key);
+  if (cached) return cached;
+  const created = (async () => {
     let mod: { create: (flags: string[]) => GPU; globals: Record<string, unknown> };
     try {
       const name = 'webgpu'; // a variable keeps bundlers from pulling Dawn into browser builds
@@ -86,7 +89,8 @@ async function getGpu(dawnFlags: string[]): Promise<GPU> {
     }
     return mod.create(dawnFlags);
   })();
-  return nodeGpu;
+  nodeGpus.set(key, created);
+  return created;
 }
 
 function isSoftwareAdapter(info: { vendor?: string; architecture?: string; device?: string; description?: string }): boolean {

@@ -18,7 +18,7 @@ export interface ConvTile {
 }
 
 /** Best measured on Mesa lavapipe (see bench/README.md); override per adapter. */
-export const DEFAULT_CONV_TILE: ConvTile = { tm: 4, tn: 8, wgX: 4, wgY: 4 };
+export const DEFAULT_CONV_TILE: ConvTile = { tm: 8, tn: 8, wgX: 4, wgY: 4 };
 
 export interface Conv2dSpec {
   cin: number;

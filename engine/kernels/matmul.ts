@@ -13,7 +13,7 @@ export interface MatmulTile {
   wgY: number;
 }
 
-export const DEFAULT_MATMUL_TILE: MatmulTile = { tm: 4, tn: 8, wgX: 4, wgY: 4 };
+export const DEFAULT_MATMUL_TILE: MatmulTile = { tm: 8, tn: 8, wgX: 4, wgY: 4 };
 
 export interface MatmulSpec {
   transB?: boolean;

@@ -32,22 +32,40 @@ export function conv2dRef(
     for (let o = 0; o < a.cout; o++)
       for (let y = 0; y < oh; y++)
         for (let x = 0; x < ow; x++) {
-          let s = bias ? bias[o] : 0;
-          for (let i = 0; i < a.cin; i++)
-            for (let ky = 0; ky < a.kh; ky++) {
-              const iy = y * sh - ph + ky * dh;
-              if (iy < 0 || iy >= a.h) continue;
-              for (let kx = 0; kx < a.kw; kx++) {
-                const ix = x * sw - pw + kx * dw;
-                if (ix < 0 || ix >= a.w) continue;
-                s += input[((b * a.cin + i) * a.h + iy) * a.w + ix] * weight[((o * a.cin + i) * a.kh + ky) * a.kw + kx];
-              }
-            }
           const idx = ((b * a.cout + o) * oh + y) * ow + x;
-          if (residual) s += residual[idx];
-          out[idx] = a.relu ? Math.max(0, s) : s;
+          out[idx] = conv2dRefAt(a, input, weight, bias, residual?.[idx], b, o, y, x);
         }
   return { data: out, oh, ow };
+}
+
+/** One output value of conv2dRef: lets benchmarks spot-check full-size layers cheaply. */
+export function conv2dRefAt(
+  a: ConvRefArgs,
+  input: ArrayLike<number>,
+  weight: ArrayLike<number>,
+  bias: ArrayLike<number> | undefined,
+  residual: number | undefined,
+  b: number,
+  o: number,
+  y: number,
+  x: number,
+): number {
+  const [sh, sw] = a.stride ?? [1, 1];
+  const [ph, pw] = a.padding ?? [0, 0];
+  const [dh, dw] = a.dilation ?? [1, 1];
+  let s = bias ? bias[o] : 0;
+  for (let i = 0; i < a.cin; i++)
+    for (let ky = 0; ky < a.kh; ky++) {
+      const iy = y * sh - ph + ky * dh;
+      if (iy < 0 || iy >= a.h) continue;
+      for (let kx = 0; kx < a.kw; kx++) {
+        const ix = x * sw - pw + kx * dw;
+        if (ix < 0 || ix >= a.w) continue;
+        s += input[((b * a.cin + i) * a.h + iy) * a.w + ix] * weight[((o * a.cin + i) * a.kh + ky) * a.kw + kx];
+      }
+    }
+  if (residual !== undefined) s += residual;
+  return a.relu ? Math.max(0, s) : s;
 }
 
 /**
