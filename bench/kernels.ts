@@ -3,7 +3,7 @@
 // Every configuration is validated before it is timed: matmul and conv2d against their float64
 // references (conv: spot checks of sampled outputs of the real full-size layer).
 //
-//   npm run bench:kernels [-- --height 800 --width 1088 --repeats 3 --json out.json]
+//   npm run bench:kernels [-- --height 800 --width 1088 --repeats 3 --filter 3x3 --matmul 1024 --json out.json]
 
 import { writeFileSync } from 'node:fs';
 import { describeAdapter } from '../engine/device.ts';
@@ -108,7 +108,8 @@ async function main(): Promise<void> {
   // ---- conv2d on the ResNet-50 shapes ------------------------------------------------------
   const convTile: ConvTile = DEFAULT_CONV_TILE;
   const rows: Array<ConvShape & { macs: number; ms: number; gflops: number; pct: number; worst: number }> = [];
-  for (const s of resnet50ConvShapes(height, width)) {
+  const filter = new RegExp(arg('filter', '.'));
+  for (const s of resnet50ConvShapes(height, width).filter((x) => filter.test(x.layer))) {
     const pad = (s.k - 1) >> 1;
     const fanIn = s.cin * s.k * s.k;
     const weight = normal(10, s.cout * fanIn, Math.sqrt(2 / fanIn));

@@ -62,12 +62,17 @@ const INSTALL_HINT =
 
 const nodeGpus = new Map<string, Promise<GPU>>();
 
+/** True under Node (no Node types here: the engine must bundle for browsers). */
+function isNodeRuntime(): boolean {
+  const proc = (globalThis as { process?: { versions?: { node?: string } } }).process;
+  return !!proc?.versions?.node;
+}
+
 /** navigator.gpu in a browser; Dawn through the `webgpu` package in Node. */
 async function getGpu(dawnFlags: string[]): Promise<GPU> {
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   if (nav?.gpu) return nav.gpu;
-  const isNode = typeof process !== 'undefined' && !!process.versions?.node;
-  if (!isNode) {
+  if (!isNodeRuntime()) {
     throw new NoAdapterError(`navigator.gpu is not available in this browser or context. ${INSTALL_HINT}`);
   }
   const key = dawnFlags.join('\n');
@@ -100,7 +105,7 @@ function isSoftwareAdapter(info: { vendor?: string; architecture?: string; devic
 
 /** Returns a device with the adapter's full limits and every optional feature it offers. */
 export async function acquireDevice(options: AcquireOptions = {}): Promise<AcquiredDevice> {
-  const isNode = typeof process !== 'undefined' && !!process.versions?.node && !(globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
+  const isNode = isNodeRuntime() && !(globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
   const gpu = await getGpu(options.dawnFlags ?? []);
   let adapter: GPUAdapter | null = null;
   try {

@@ -1,0 +1,43 @@
+// maskgpu's command line (Node only). Subcommands grow with the engine; each prints a clear
+// error and a non-zero exit code on bad input.
+
+import { describeAdapter, NoAdapterError } from '../engine/device.ts';
+import { GpuContext } from '../engine/gpu.ts';
+
+const USAGE = `usage: maskgpu <command>
+
+commands:
+  info            the WebGPU adapter maskgpu gets here: name, features, limits (JSON with --json)
+  help            this text
+
+benchmarks: npm run bench:kernels`;
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'info': {
+      try {
+        const ctx = await GpuContext.create();
+        if (rest.includes('--json')) console.log(JSON.stringify(ctx.report, null, 2));
+        else {
+          console.log(describeAdapter(ctx.report));
+          for (const [k, v] of Object.entries(ctx.report.limits)) console.log(`  ${k}: ${v}`);
+        }
+        ctx.device.destroy();
+        return 0;
+      } catch (e) {
+        console.error(`maskgpu: ${(e as Error).message}`);
+        return e instanceof NoAdapterError ? 3 : 1;
+      }
+    }
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      console.log(USAGE);
+      return command === undefined ? 2 : 0;
+    default:
+      console.error(`maskgpu: unknown command '${command}'\n\n${USAGE}`);
+      return 2;
+  }
+}

@@ -1,0 +1,68 @@
+// The bundled library (dist/maskgpu.js as `npm run build` makes it) runs conv2d inside headless
+// Chromium on a localhost page; the result is compared with the float64 reference here in Node.
+
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { bundle } from '../tools/build.mjs';
+import { readFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { launchChromium, serve } from './browser.ts';
+import { normal, uniform } from './random.ts';
+import { conv2dRef } from './reference/conv2d.ts';
+import { assertClose, f32Accum } from './tolerance.ts';
+
+const test = suite('browser');
+
+test('the bundle runs a 3x3 stride-2 conv with residual + ReLU in headless Chromium', async () => {
+  const out = await bundle(join(mkdtempSync(join(tmpdir(), 'maskgpu-')), 'maskgpu.js'));
+  const js = readFileSync(out, 'utf8');
+  assert.not.match(js, /from ["']node:/, 'no Node built-ins in the browser bundle');
+  const page = '<!doctype html><meta charset="utf-8"><title>maskgpu conv test</title><p>maskgpu</p>';
+  const server = await serve({ '/': ['text/html', page], '/maskgpu.js': ['text/javascript', js] });
+  const browser = await launchChromium();
+  try {
+    const tab = await browser.newPage();
+    const logs: string[] = [];
+    tab.on('console', (m) => logs.push(m.text()));
+    await tab.goto(server.url);
+
+    const c = { batch: 1, cin: 5, cout: 7, h: 9, w: 11, kh: 3, kw: 3, stride: [2, 2] as [number, number], padding: [1, 1] as [number, number], relu: true };
+    const x = normal(900, c.cin * c.h * c.w);
+    const w = normal(901, c.cout * c.cin * 9, Math.sqrt(2 / (c.cin * 9)));
+    const b = uniform(902, c.cout, -0.5, 0.5);
+    const res = normal(903, c.cout * 5 * 6); // output is 5x6
+    const want = conv2dRef(c, x, w, b, res);
+
+    const result = await tab.evaluate(
+      async (args) => {
+        const m = await import('/maskgpu.js');
+        const ctx = await m.GpuContext.create();
+        const conv = new m.Conv2d(ctx, { cin: args.cin, cout: args.cout, kernel: [3, 3], stride: [2, 2], padding: [1, 1], relu: true, residual: true }, new Float32Array(args.w), new Float32Array(args.b));
+        const shape = { batch: 1, h: args.h, w: args.w_ };
+        const o = conv.outputShape(shape);
+        const input = ctx.upload('x', new Float32Array(args.x));
+        const residual = ctx.upload('r', new Float32Array(args.res));
+        const output = ctx.createBuffer('y', args.cout * o.h * o.w * 4);
+        const values = await ctx.checked('browser conv', async () => {
+          m.submitDispatches(ctx, [conv.plan(shape, { input, output, residual })]);
+          return Array.from(await ctx.readF32(output, args.cout * o.h * o.w));
+        });
+        const report = ctx.report;
+        ctx.destroy();
+        return { values, oh: o.h, ow: o.w, adapter: m.describeAdapter(report) };
+      },
+      { cin: c.cin, cout: c.cout, h: c.h, w_: c.w, x: Array.from(x), w: Array.from(w), b: Array.from(b), res: Array.from(res) },
+    );
+    console.log(`    browser adapter: ${result.adapter}`);
+    assert.is(result.oh, want.oh);
+    assert.is(result.ow, want.ow);
+    assertClose(result.values, want.data, f32Accum, 'conv2d in Chromium');
+    if (logs.some((l) => /error/i.test(l))) console.log(`    page console: ${logs.join(' | ')}`);
+  } finally {
+    await browser.close();
+    await server.close();
+  }
+});
+
+test.run();
