@@ -36,7 +36,8 @@ test('the bundle runs a 3x3 stride-2 conv with residual + ReLU in headless Chrom
 
     const result = await tab.evaluate(
       async (args) => {
-        const m = await import('/maskgpu.js');
+        const url: string = '/maskgpu.js'; // resolved by the page, not by Node
+        const m = (await import(url)) as typeof import('../engine/index.ts');
         const ctx = await m.GpuContext.create();
         const conv = new m.Conv2d(ctx, { cin: args.cin, cout: args.cout, kernel: [3, 3], stride: [2, 2], padding: [1, 1], relu: true, residual: true }, new Float32Array(args.w), new Float32Array(args.b));
         const shape = { batch: 1, h: args.h, w: args.w_ };
