@@ -106,6 +106,20 @@ acquire('a Vulkan loader with no driver at all gives the same error, not a crash
 });
 acquire.run();
 
+const cli = suite('maskgpu command');
+cli('info --json prints the adapter report; unknown commands exit 2 with the usage', () => {
+  const info = spawnSync(process.execPath, ['bin/maskgpu.mjs', 'info', '--json'], { encoding: 'utf8' });
+  assert.is(info.status, 0, info.stderr);
+  const report = JSON.parse(info.stdout);
+  assert.ok(report.limits.maxStorageBufferBindingSize > 0);
+  assert.ok(Array.isArray(report.features));
+  const bad = spawnSync(process.execPath, ['bin/maskgpu.mjs', 'frobnicate'], { encoding: 'utf8' });
+  assert.is(bad.status, 2);
+  assert.match(bad.stderr, /unknown command 'frobnicate'/);
+  assert.match(bad.stderr, /usage: maskgpu/);
+});
+cli.run();
+
 const lost = suite('device loss');
 lost('a destroyed device makes later calls fail with a clear error', async () => {
   const ctx = await GpuContext.create();
