@@ -11,6 +11,12 @@ export interface Tolerance {
 export const exact: Tolerance = { name: 'exact', abs: 0, rel: 0 };
 /** One or two float32 roundings (sigmoid, a single add). */
 export const strict: Tolerance = { name: 'strict', abs: 1e-5, rel: 1e-4 };
+/**
+ * Bilinear resampling: whether scale * (d + 0.5) - 0.5 is fused (torch's CPU build) or not moves
+ * the source coordinate by 1 ulp (up to 1.2e-4 at 1333 px), which moves the interpolation weight
+ * by as much, times the difference of neighbouring (normalised, |v| < 2.7) pixels.
+ */
+export const resample: Tolerance = { name: 'resample', abs: 2e-4, rel: 1e-4 };
 /** float32 accumulation of long dot products (conv, matmul, linear) against a float64 reference. */
 export const f32Accum: Tolerance = { name: 'f32Accum', abs: 1e-4, rel: 1e-3 };
 
