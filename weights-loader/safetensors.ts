@@ -1,0 +1,393 @@
+// safetensors reader and writer (https://github.com/huggingface/safetensors, "Format" section):
+// 8-byte little-endian u64 header length N, N bytes of UTF-8 JSON
+// `{ name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__"?: {string: string} }`, then
+// the data buffer, offsets relative to its start. Every declared size is checked against the real
+// file size before anything is allocated, so a lying header cannot exhaust memory. Float tensors
+// (F32, F16, BF16, F64) are decoded exactly to Float32Array (F64 rounds once). Browser-safe.
+
+export class SafetensorsError extends Error {
+  constructor(
+    message: string,
+    readonly key?: string,
+    readonly offset?: number,
+  ) {
+    super(message);
+    this.name = 'SafetensorsError';
+  }
+}
+
+export interface Tensor {
+  /** The dtype the tensor had in the file (F32, F16, ...); `data` is always float32. */
+  dtype: string;
+  shape: number[];
+  data: Float32Array;
+}
+
+export interface SafetensorsFile {
+  metadata: Record<string, string>;
+  tensors: Map<string, Tensor>;
+}
+
+export interface ParseOptions {
+  /** Tensors for which this returns true are validated but not decoded (e.g. I64 counters). */
+  skipTensor?: (name: string, dtype: string, shape: number[]) => boolean;
+}
+
+const DTYPE_BYTES: Record<string, number> = {
+  BOOL: 1, U8: 1, I8: 1, F8_E4M3: 1, F8_E5M2: 1, U16: 2, I16: 2, F16: 2, BF16: 2,
+  U32: 4, I32: 4, F32: 4, U64: 8, I64: 8, F64: 8,
+};
+const FLOAT_DTYPES = new Set(['F32', 'F16', 'BF16', 'F64']);
+/** Far above any real header (the 307-tensor Mask R-CNN header is ~30 KB); guards garbage input. */
+export const MAX_HEADER_BYTES = 100_000_000;
+const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+interface Entry {
+  name: string;
+  dtype: string;
+  shape: number[];
+  begin: number;
+  end: number;
+}
+
+export function parseSafetensors(bytes: Uint8Array, options: ParseOptions = {}): SafetensorsFile {
+  if (bytes.length < 8) {
+    throw new SafetensorsError(`file is ${bytes.length} bytes, shorter than the 8-byte safetensors header length: the file is truncated or empty`);
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const headerLen = view.getUint32(0, true) + view.getUint32(4, true) * 2 ** 32;
+  if (headerLen > MAX_HEADER_BYTES) {
+    throw new SafetensorsError(`declared header length ${headerLen} bytes is absurd (limit ${MAX_HEADER_BYTES}): not a safetensors file`, undefined, 0);
+  }
+  if (8 + headerLen > bytes.length) {
+    throw new SafetensorsError(
+      `header length ${headerLen} bytes runs past the end of the file (${bytes.length} bytes, so at most ${bytes.length - 8} for the header): the file is truncated or not a safetensors file`,
+      undefined, 0,
+    );
+  }
+  const header = decodeHeader(bytes.subarray(8, 8 + headerLen));
+  const dataStart = 8 + headerLen;
+  const dataLen = bytes.length - dataStart;
+
+  let metadata: Record<string, string> = {};
+  const entries: Entry[] = [];
+  for (const [name, info] of Object.entries(header)) {
+    if (name === '__metadata__') metadata = checkMetadata(info);
+    else entries.push(checkEntry(name, info, dataLen));
+  }
+
+  // Overlap check on entries sorted by start; zero-size tensors may share a position.
+  const byStart = [...entries].sort((a, b) => a.begin - b.begin || a.end - b.end);
+  for (let i = 1; i < byStart.length; i++) {
+    const prev = byStart[i - 1];
+    const cur = byStart[i];
+    if (cur.begin < prev.end) {
+      throw new SafetensorsError(
+        `tensors '${prev.name}' [${prev.begin}, ${prev.end}) and '${cur.name}' [${cur.begin}, ${cur.end}) overlap in the data buffer: the file is corrupt`,
+        cur.name, dataStart + cur.begin,
+      );
+    }
+  }
+
+  const tensors = new Map<string, Tensor>();
+  for (const e of entries) {
+    if (options.skipTensor?.(e.name, e.dtype, e.shape)) continue;
+    if (!FLOAT_DTYPES.has(e.dtype)) {
+      throw new SafetensorsError(
+        `tensor '${e.name}' has dtype ${e.dtype}: only float tensors (F32, F16, BF16, F64) are supported; drop it or convert it to float before exporting`,
+        e.name, dataStart + e.begin,
+      );
+    }
+    tensors.set(e.name, { dtype: e.dtype, shape: e.shape, data: decodeFloats(bytes, dataStart + e.begin, dataStart + e.end, e.dtype) });
+  }
+  return { metadata, tensors };
+}
+
+function decodeHeader(raw: Uint8Array): Record<string, unknown> {
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(raw);
+  } catch {
+    throw new SafetensorsError('header is not valid UTF-8: not a safetensors file', undefined, 8);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (e) {
+    throw new SafetensorsError(`header is not valid JSON (${(e as Error).message}): not a safetensors file`, undefined, 8);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new SafetensorsError(`header is JSON but not an object (got ${Array.isArray(parsed) ? 'an array' : typeof parsed}): not a safetensors file`, undefined, 8);
+  }
+  const dup = findDuplicateKey(text);
+  if (dup !== undefined) {
+    throw new SafetensorsError(`header declares key '${dup}' more than once: the file is corrupt (a JSON reader would silently keep only the last)`, dup, 8);
+  }
+  return parsed as Record<string, unknown>;
+}
+
+/**
+ * JSON.parse keeps the last of duplicate keys silently; this scans the (already valid) JSON text
+ * and returns the first key repeated within one object, at any depth.
+ */
+export function findDuplicateKey(json: string): string | undefined {
+  // One entry per open container: the keys seen so far (objects) or null (arrays).
+  const stack: Array<Set<string> | null> = [];
+  let i = 0;
+  while (i < json.length) {
+    const c = json[i];
+    if (c === '"') {
+      let j = i + 1;
+      while (json[j] !== '"') j += json[j] === '\\' ? 2 : 1;
+      const top = stack[stack.length - 1];
+      if (top) {
+        let k = j + 1;
+        while (k < json.length && ' \t\r\n'.includes(json[k])) k++;
+        if (json[k] === ':') {
+          const key = JSON.parse(json.slice(i, j + 1)) as string;
+          if (top.has(key)) return key;
+          top.add(key);
+        }
+      }
+      i = j + 1;
+      continue;
+    }
+    if (c === '{') stack.push(new Set());
+    else if (c === '[') stack.push(null);
+    else if (c === '}' || c === ']') stack.pop();
+    i++;
+  }
+  return undefined;
+}
+
+function checkMetadata(info: unknown): Record<string, string> {
+  if (typeof info !== 'object' || info === null || Array.isArray(info)) {
+    throw new SafetensorsError(`'__metadata__' must be an object of string values, got ${JSON.stringify(info)?.slice(0, 80)}`, '__metadata__');
+  }
+  for (const [k, v] of Object.entries(info)) {
+    if (typeof v !== 'string') {
+      throw new SafetensorsError(
+        `metadata value '${k}' is ${JSON.stringify(v)?.slice(0, 80)}, but safetensors metadata values must be strings (encode numbers and lists as JSON text)`,
+        '__metadata__',
+      );
+    }
+  }
+  return { ...(info as Record<string, string>) };
+}
+
+function checkEntry(name: string, info: unknown, dataLen: number): Entry {
+  if (typeof info !== 'object' || info === null || Array.isArray(info)) {
+    throw new SafetensorsError(`tensor '${name}': header entry must be an object {dtype, shape, data_offsets}, got ${JSON.stringify(info)?.slice(0, 80)}`, name);
+  }
+  const { dtype, shape, data_offsets: offsets } = info as Record<string, unknown>;
+  if (typeof dtype !== 'string' || !(dtype in DTYPE_BYTES)) {
+    throw new SafetensorsError(`tensor '${name}': unknown dtype ${JSON.stringify(dtype)} (known: ${Object.keys(DTYPE_BYTES).join(', ')})`, name);
+  }
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+    throw new SafetensorsError(`tensor '${name}': shape ${JSON.stringify(shape)?.slice(0, 80)} is not an array of non-negative integers`, name);
+  }
+  if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) || offsets[0] > offsets[1]) {
+    throw new SafetensorsError(`tensor '${name}': data_offsets ${JSON.stringify(offsets)?.slice(0, 80)} must be [begin, end] with 0 <= begin <= end`, name);
+  }
+  const [begin, end] = offsets as [number, number];
+  if (end > dataLen) {
+    throw new SafetensorsError(
+      `tensor '${name}': data_offsets [${begin}, ${end}] run past the end of the data buffer (${dataLen} bytes): the file is truncated or corrupt`,
+      name, begin,
+    );
+  }
+  // BigInt: a lying shape's product can pass 2^53, where float arithmetic would round.
+  const expected = (shape as number[]).reduce((a, d) => a * BigInt(d), 1n) * BigInt(DTYPE_BYTES[dtype]);
+  if (expected !== BigInt(end - begin)) {
+    throw new SafetensorsError(
+      `tensor '${name}': shape [${shape.join(', ')}] of ${dtype} needs ${expected} bytes, but data_offsets [${begin}, ${end}] hold ${end - begin}`,
+      name, begin,
+    );
+  }
+  return { name, dtype, shape: [...(shape as number[])], begin, end };
+}
+
+let f16Table: Float32Array | undefined;
+
+/** All 65536 half-precision values, decoded exactly (every f16 is representable in f32). */
+function halfTable(): Float32Array {
+  if (f16Table) return f16Table;
+  const t = new Float32Array(65536);
+  for (let h = 0; h < 65536; h++) {
+    const sign = h & 0x8000 ? -1 : 1;
+    const exp = (h >> 10) & 0x1f;
+    const mant = h & 0x3ff;
+    if (exp === 0) t[h] = sign * mant * 2 ** -24;
+    else if (exp === 31) t[h] = mant ? NaN : sign * Infinity;
+    else t[h] = sign * (1024 + mant) * 2 ** (exp - 25);
+  }
+  f16Table = t;
+  return t;
+}
+
+/** Exact half -> float conversion of one 16-bit pattern. */
+export function halfToFloat(bits: number): number {
+  return halfTable()[bits & 0xffff];
+}
+
+function decodeFloats(bytes: Uint8Array, begin: number, end: number, dtype: string): Float32Array {
+  const count = (end - begin) / DTYPE_BYTES[dtype];
+  if (dtype === 'F32' && LITTLE_ENDIAN_HOST) {
+    // slice() copies into a fresh, aligned buffer: works for unaligned data and does not alias the file.
+    return new Float32Array(bytes.buffer.slice(bytes.byteOffset + begin, bytes.byteOffset + end));
+  }
+  const out = new Float32Array(count);
+  const view = new DataView(bytes.buffer, bytes.byteOffset + begin, end - begin);
+  if (dtype === 'F32') for (let i = 0; i < count; i++) out[i] = view.getFloat32(4 * i, true);
+  else if (dtype === 'F64') for (let i = 0; i < count; i++) out[i] = view.getFloat64(8 * i, true);
+  else if (dtype === 'F16') {
+    const table = halfTable();
+    for (let i = 0; i < count; i++) out[i] = table[view.getUint16(2 * i, true)];
+  } else {
+    // bfloat16 is the top half of a float32: shifting the bits back is exact (NaN payloads too).
+    const bits = new Uint32Array(out.buffer);
+    for (let i = 0; i < count; i++) bits[i] = view.getUint16(2 * i, true) << 16;
+  }
+  return out;
+}
+
+const f32Scratch = new Float32Array(1);
+const u32Scratch = new Uint32Array(f32Scratch.buffer);
+
+/** float32 -> IEEE half bits, round to nearest, ties to even; overflow -> inf, NaN stays NaN. */
+export function floatToHalf(x: number): number {
+  f32Scratch[0] = x;
+  const b = u32Scratch[0];
+  const sign = (b >>> 16) & 0x8000;
+  const exp = (b >>> 23) & 0xff;
+  const mant = b & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 | (mant >>> 13) : 0);
+  const e = exp - 127 + 15;
+  if (e >= 31) return sign | 0x7c00;
+  if (e <= 0) {
+    // Half subnormal: value / 2^-24 = mant24 >> (14 - e). Below 2^-25 everything rounds to 0.
+    if (e < -10) return sign;
+    const m = mant | 0x800000;
+    const shift = 14 - e;
+    let h = m >>> shift;
+    const rem = m & ((1 << shift) - 1);
+    const halfway = 1 << (shift - 1);
+    if (rem > halfway || (rem === halfway && h & 1)) h++;
+    return sign | h;
+  }
+  // A carry out of the mantissa bumps the exponent, and past 65504 lands exactly on inf.
+  let h = (e << 10) | (mant >>> 13);
+  const rem = mant & 0x1fff;
+  if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++;
+  return sign | h;
+}
+
+export interface SerializeOptions {
+  dtype?: 'F32' | 'F16';
+}
+
+export function serializeSafetensors(
+  tensors: Map<string, Tensor> | Record<string, Tensor>,
+  metadata?: Record<string, string>,
+  options: SerializeOptions = {},
+): Uint8Array {
+  const dtype = options.dtype ?? 'F32';
+  const size = DTYPE_BYTES[dtype];
+  const list = (tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors)).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const header: Record<string, unknown> = {};
+  if (metadata && Object.keys(metadata).length) header.__metadata__ = checkMetadata(metadata);
+  let offset = 0;
+  for (const [name, t] of list) {
+    if (name === '__metadata__' || name === '') throw new SafetensorsError(`cannot store a tensor named '${name}'`, name);
+    const numel = t.shape.reduce((a, d) => a * d, 1);
+    if (!t.shape.every((d) => Number.isSafeInteger(d) && d >= 0) || numel !== t.data.length) {
+      throw new SafetensorsError(`tensor '${name}': shape [${t.shape.join(', ')}] does not match its ${t.data.length} values`, name);
+    }
+    header[name] = { dtype, shape: t.shape, data_offsets: [offset, offset + numel * size] };
+    offset += numel * size;
+  }
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  // Pad with spaces so the data buffer starts 8-byte aligned (as the reference writer does).
+  const padded = Math.ceil(json.length / 8) * 8;
+  const out = new Uint8Array(8 + padded + offset);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, padded, true);
+  view.setUint32(4, Math.floor(padded / 2 ** 32), true);
+  out.set(json, 8);
+  out.fill(0x20, 8 + json.length, 8 + padded);
+  let pos = 8 + padded;
+  for (const [, t] of list) {
+    if (dtype === 'F32') {
+      if (LITTLE_ENDIAN_HOST) out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), pos);
+      else for (let i = 0; i < t.data.length; i++) view.setFloat32(pos + 4 * i, t.data[i], true);
+    } else {
+      for (let i = 0; i < t.data.length; i++) view.setUint16(pos + 2 * i, floatToHalf(t.data[i]), true);
+    }
+    pos += t.data.length * size;
+  }
+  return out;
+}
+
+export interface FetchOptions extends ParseOptions {
+  onProgress?: (loadedBytes: number, totalBytes: number | undefined) => void;
+  signal?: AbortSignal;
+  fetchImpl?: typeof fetch;
+}
+
+/**
+ * Downloads and parses a safetensors file, streaming the body so progress can be shown:
+ * onProgress(0, total) first, then after every chunk. `total` is the Content-Length, or undefined
+ * when the server sends none or compresses the body (its length then counts compressed bytes).
+ */
+export async function fetchSafetensors(url: string, options: FetchOptions = {}): Promise<SafetensorsFile> {
+  const fetchImpl = options.fetchImpl ?? globalThis.fetch;
+  const response = await fetchImpl(url, { signal: options.signal });
+  if (!response.ok) {
+    throw new SafetensorsError(`could not download weights from ${url}: HTTP ${response.status}${response.statusText ? ` ${response.statusText}` : ''}`);
+  }
+  const lengthHeader = response.headers.get('content-length');
+  const declared = lengthHeader !== null && /^\d+$/.test(lengthHeader.trim()) ? Number(lengthHeader) : undefined;
+  // With content-encoding the length counts compressed bytes, not the ones the reader yields.
+  const total = response.headers.get('content-encoding') ? undefined : declared;
+  const chunks: Uint8Array[] = [];
+  let loaded = 0;
+  options.onProgress?.(0, total);
+  if (response.body) {
+    const reader = response.body.getReader();
+    try {
+      for (;;) {
+        options.signal?.throwIfAborted();
+        const { done, value } = await reader.read();
+        if (done) break;
+        chunks.push(value);
+        loaded += value.length;
+        options.onProgress?.(loaded, total);
+      }
+    } finally {
+      reader.releaseLock();
+    }
+  } else {
+    const all = new Uint8Array(await response.arrayBuffer());
+    chunks.push(all);
+    loaded = all.length;
+    options.onProgress?.(loaded, total);
+  }
+  options.signal?.throwIfAborted();
+  if (total !== undefined && loaded !== total) {
+    throw new SafetensorsError(`download of ${url} ended after ${loaded} of ${total} bytes: the connection was cut; try again`);
+  }
+  const bytes = chunks.length === 1 ? chunks[0] : new Uint8Array(loaded);
+  if (chunks.length !== 1) {
+    let pos = 0;
+    for (const c of chunks) {
+      bytes.set(c, pos);
+      pos += c.length;
+    }
+  }
+  try {
+    return parseSafetensors(bytes, options);
+  } catch (e) {
+    if (e instanceof SafetensorsError) throw new SafetensorsError(`${url}: ${e.message}`, e.key, e.offset);
+    throw e;
+  }
+}
