@@ -6,7 +6,7 @@ export const OPTIONAL_FEATURES = ['shader-f16', 'subgroups', 'timestamp-query'] 
 export type OptionalFeature = (typeof OPTIONAL_FEATURES)[number];
 
 /** The limits maskgpu sizes its plans by; requested at the adapter's maximum. */
-const REQUESTED_LIMITS = [
+export const REQUESTED_LIMITS = [
   'maxStorageBufferBindingSize',
   'maxBufferSize',
   'maxComputeWorkgroupStorageSize',

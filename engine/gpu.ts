@@ -3,7 +3,7 @@
 // built by binding *name* from the WGSL declarations, uploads/read-backs, and error scopes that
 // turn validation and out-of-memory errors into exceptions.
 
-import { acquireDevice, type AcquireOptions, type AdapterReport } from './device.ts';
+import { acquireDevice, OPTIONAL_FEATURES, REQUESTED_LIMITS, type AcquireOptions, type AdapterReport } from './device.ts';
 import { parseBindings, parseUniformStruct, packUniforms, specialize, type BindingDecl, type ConstValue, type UniformLayout } from './wgsl.ts';
 
 export class GpuError extends Error {
@@ -52,6 +52,25 @@ export class GpuContext {
 
   static async create(options: AcquireOptions = {}): Promise<GpuContext> {
     const { device, report } = await acquireDevice(options);
+    return new GpuContext(device, report);
+  }
+
+  /** Wraps a device the application owns (its limits and features are whatever it requested). */
+  static fromDevice(device: GPUDevice): GpuContext {
+    const info = (device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
+    const features = OPTIONAL_FEATURES.filter((f) => device.features.has(f));
+    const limits = Object.fromEntries(REQUESTED_LIMITS.map((n) => [n, device.limits[n]])) as AdapterReport['limits'];
+    const isNode = !!(globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node;
+    const report: AdapterReport = {
+      vendor: info?.vendor ?? '',
+      architecture: info?.architecture ?? '',
+      device: info?.device ?? '',
+      description: info?.description ?? '',
+      runtime: isNode ? 'node-dawn' : 'browser',
+      features,
+      limits,
+      isSoftware: /llvmpipe|lavapipe|swiftshader/i.test(`${info?.vendor} ${info?.architecture} ${info?.device} ${info?.description}`),
+    };
     return new GpuContext(device, report);
   }
 

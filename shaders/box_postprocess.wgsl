@@ -30,7 +30,7 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> cand_boxes: array<f32>;
 @group(0) @binding(6) var<storage, read_write> cand_keys: array<f32>;
 @group(0) @binding(7) var<storage, read_write> cand_group: array<u32>;
-@group(0) @binding(8) var<storage, read_write> valid_count: array<atomic<u32>>;
+@group(0) @binding(8) var<storage, read_write> cand_valid: array<u32>;
 
 const NEG_INF: f32 = -3.402823466e+38f;
 
@@ -85,9 +85,10 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
     let keep = live && score > params.score_thresh && (x2 - x1) >= params.min_size && (y2 - y1) >= params.min_size;
     if (keep) {
       cand_keys[slot] = score;
-      atomicAdd(&valid_count[0], 1u);
+      cand_valid[slot] = 1u;
     } else {
       cand_keys[slot] = NEG_INF;
+      cand_valid[slot] = 0u;
     }
   }
 }

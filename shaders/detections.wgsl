@@ -20,6 +20,7 @@ struct Params {
 @group(0) @binding(6) var<storage, read_write> boxes: array<f32>;        // [max][4] resized coords
 @group(0) @binding(7) var<storage, read_write> result: array<f32>;       // [max][6]: x1 y1 x2 y2 (original), score, label
 @group(0) @binding(8) var<storage, read_write> labels: array<u32>;       // [max]
+@group(0) @binding(9) var<storage, read_write> orig_boxes: array<f32>;   // [max][4] original coords (for the paste)
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
@@ -30,6 +31,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   if (i >= kept_count[0]) {
     for (var j = 0u; j < 4u; j++) {
       boxes[i * 4u + j] = 0.0;
+      orig_boxes[i * 4u + j] = 0.0;
     }
     for (var j = 0u; j < 6u; j++) {
       result[i * 6u + j] = 0.0;
@@ -46,10 +48,11 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   boxes[i * 4u + 1u] = y1;
   boxes[i * 4u + 2u] = x2;
   boxes[i * 4u + 3u] = y2;
-  result[i * 6u] = x1 * params.ratio_w;
-  result[i * 6u + 1u] = y1 * params.ratio_h;
-  result[i * 6u + 2u] = x2 * params.ratio_w;
-  result[i * 6u + 3u] = y2 * params.ratio_h;
+  let o = vec4f(x1 * params.ratio_w, y1 * params.ratio_h, x2 * params.ratio_w, y2 * params.ratio_h);
+  for (var j = 0u; j < 4u; j++) {
+    result[i * 6u + j] = o[j];
+    orig_boxes[i * 4u + j] = o[j];
+  }
   result[i * 6u + 4u] = cand_keys[s];
   result[i * 6u + 5u] = f32(cand_group[s]);
   labels[i] = cand_group[s];

@@ -1,8 +1,8 @@
 // RPN proposals of one level from its top-k anchors (torchvision RegionProposalNetwork.
 // filter_proposals, eval): decode the deltas against the anchor (BoxCoder weights 1,1,1,1,
 // dw/dh clamped at log(1000/16)), clip to the resized image, drop boxes with a side < min_size,
-// and write candidates [offset + rank]: box, sort key (sigmoid(logit), or -inf when dropped) and
-// group (the level, since NMS runs per level). `valid_count` counts the candidates kept.
+// and write candidates [offset + rank]: box, sort key (sigmoid(logit)), valid flag and
+// group (the level, since NMS runs per level). `cand_valid` flags the candidates kept (the sort leaves the others out).
 //
 // Anchors (AnchorGenerator): anchor(y, x, a) = (x*sw, y*sh, x*sw, y*sh) + cell[a], where the
 // strides are padded_size // grid_size and cell anchors come from the CPU (float32, rounded).
@@ -33,7 +33,7 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> cand_boxes: array<f32>;
 @group(0) @binding(6) var<storage, read_write> cand_keys: array<f32>;
 @group(0) @binding(7) var<storage, read_write> cand_group: array<u32>;
-@group(0) @binding(8) var<storage, read_write> valid_count: array<atomic<u32>>;
+@group(0) @binding(8) var<storage, read_write> cand_valid: array<u32>;
 
 const NEG_INF: f32 = -3.402823466e+38f;
 
@@ -86,8 +86,9 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   let keep = (x2 - x1) >= params.min_size && (y2 - y1) >= params.min_size && prob >= params.score_thresh;
   if (keep) {
     cand_keys[slot] = prob;
-    atomicAdd(&valid_count[0], 1u);
+    cand_valid[slot] = 1u;
   } else {
     cand_keys[slot] = NEG_INF;
+    cand_valid[slot] = 0u;
   }
 }

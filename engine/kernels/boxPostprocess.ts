@@ -17,7 +17,7 @@ export function planBoxPostprocess(
     candBoxes: GPUBuffer;
     candKeys: GPUBuffer;
     candGroup: GPUBuffer;
-    validCount: GPUBuffer;
+    candValid: GPUBuffer;
   },
   label = 'boxPostprocess',
 ): Dispatch {
@@ -35,7 +35,7 @@ export function planBoxPostprocess(
       cand_boxes: buffers.candBoxes,
       cand_keys: buffers.candKeys,
       cand_group: buffers.candGroup,
-      valid_count: buffers.validCount,
+      cand_valid: buffers.candValid,
     },
     [ceilDiv(p.maxProposals, kernel.workgroup[0])],
   );

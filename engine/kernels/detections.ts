@@ -8,7 +8,7 @@ import { ceilDiv, Dispatch } from './dispatch.ts';
 export function planDetections(
   ctx: GpuContext,
   p: { maxDetections: number; ratioH: number; ratioW: number },
-  buffers: { candBoxes: GPUBuffer; candKeys: GPUBuffer; candGroup: GPUBuffer; kept: GPUBuffer; keptCount: GPUBuffer; boxes: GPUBuffer; result: GPUBuffer; labels: GPUBuffer },
+  buffers: { candBoxes: GPUBuffer; candKeys: GPUBuffer; candGroup: GPUBuffer; kept: GPUBuffer; keptCount: GPUBuffer; boxes: GPUBuffer; result: GPUBuffer; labels: GPUBuffer; origBoxes: GPUBuffer },
   label = 'detections',
 ): Dispatch {
   const kernel = ctx.kernel({ source, label });
@@ -25,6 +25,7 @@ export function planDetections(
       boxes: buffers.boxes,
       result: buffers.result,
       labels: buffers.labels,
+      orig_boxes: buffers.origBoxes,
     },
     [ceilDiv(p.maxDetections, kernel.workgroup[0])],
   );

@@ -34,7 +34,7 @@ export function planRpnDecode(
     candBoxes: GPUBuffer;
     candKeys: GPUBuffer;
     candGroup: GPUBuffer;
-    validCount: GPUBuffer;
+    candValid: GPUBuffer;
   },
   label = 'rpnDecode',
 ): Dispatch {
@@ -65,7 +65,7 @@ export function planRpnDecode(
       cand_boxes: buffers.candBoxes,
       cand_keys: buffers.candKeys,
       cand_group: buffers.candGroup,
-      valid_count: buffers.validCount,
+      cand_valid: buffers.candValid,
     },
     [ceilDiv(p.k, kernel.workgroup[0])],
   );
