@@ -5,7 +5,7 @@ import { submitDispatches, type Dispatch } from '../engine/kernels/dispatch.ts';
 import { normalizationTable, packRgb, planPreprocess, resizePlan } from '../engine/kernels/preprocess.ts';
 import { ResNetFpn } from '../engine/maskrcnn/backbone.ts';
 import { BufferPool } from '../engine/planner.ts';
-import { GOLDEN_CASES, goldenCase, goldenWeights } from './golden.ts';
+import { FEATURE_CASES, goldenCase, goldenWeights } from './golden.ts';
 import { gpuSuite } from './harness.ts';
 import { assertClose, resample, type Tolerance } from './tolerance.ts';
 
@@ -17,7 +17,7 @@ const features: Tolerance = { name: 'features', abs: 2e-4, rel: 1e-3 };
 
 const weights = goldenWeights();
 const test = gpuSuite('golden: preprocess + backbone + FPN');
-for (const i of GOLDEN_CASES) {
+for (const i of FEATURE_CASES) {
   test.test(`image ${i}`, async (ctx) => {
     const g = goldenCase(i);
     const { minSize, maxSize, imageMean, imageStd } = weights.meta;

@@ -24,6 +24,8 @@ export interface GoldenCase {
 }
 
 export const GOLDEN_CASES = [0, 1, 2];
+/** Cases whose input tensor and FPN maps are stored (the others keep the fixtures small). */
+export const FEATURE_CASES = [0];
 
 export function goldenWeights(): MaskRCNNWeights {
   return loadMaskRCNNWeights(parseSafetensors(new Uint8Array(readFileSync(`${dir}model.safetensors`)), maskrcnnParseOptions));
