@@ -3,10 +3,13 @@
 
 import { describeAdapter, NoAdapterError } from '../engine/device.ts';
 import { GpuContext } from '../engine/gpu.ts';
+import { segmentCommand } from './segment.ts';
 
 const USAGE = `usage: maskgpu <command>
 
 commands:
+  segment IMAGE... [--weights W.safetensors] [--out DIR] [--score-thresh S] [--min-size N] [--max-size N] [--verbose]
+                  detections (JSON, COCO RLE masks) and an overlay PNG per image
   info            the WebGPU adapter maskgpu gets here: name, features, limits (JSON with --json)
   help            this text
 
@@ -15,6 +18,13 @@ benchmarks: npm run bench:kernels`;
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
+    case 'segment':
+      try {
+        return await segmentCommand(rest);
+      } catch (e) {
+        console.error(`maskgpu segment: ${(e as Error).message}`);
+        return e instanceof NoAdapterError ? 3 : 1;
+      }
     case 'info': {
       try {
         const ctx = await GpuContext.create();

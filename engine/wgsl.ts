@@ -76,8 +76,9 @@ export function parseUniformStruct(source: string, structName: string): UniformL
   const m = new RegExp(`struct\\s+${structName}\\s*\\{([^}]*)\\}`).exec(source);
   if (!m) throw new Error(`WGSL has no struct ${structName}`);
   const fields: UniformField[] = [];
-  for (const decl of m[1].split(',')) {
-    const clean = decl.replace(/\/\/.*$/gm, '').trim();
+  const body = m[1].replace(/\/\/.*$/gm, '');
+  for (const decl of body.split(',')) {
+    const clean = decl.trim();
     if (!clean) continue;
     const f = /^(\w+)\s*:\s*(\w+)$/.exec(clean);
     if (!f || !['u32', 'i32', 'f32'].includes(f[2])) {
