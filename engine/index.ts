@@ -13,3 +13,24 @@ export { planMatmul, DEFAULT_MATMUL_TILE } from './kernels/matmul.ts';
 export { planMaxPool2d, maxPoolOutputShape } from './kernels/maxpool2d.ts';
 export { planUpsampleNearestAdd } from './kernels/upsampleNearestAdd.ts';
 export { planSigmoid } from './kernels/sigmoid.ts';
+
+// Mask R-CNN
+export { loadMaskRCNN, MaskRCNN } from './maskrcnn/model.ts';
+export type { Detection, RgbImage, SegmentResult } from './maskrcnn/model.ts';
+export { TORCHVISION_DEFAULTS } from './maskrcnn/options.ts';
+export type { MaskRCNNOptions } from './maskrcnn/options.ts';
+export { encodeRle, encodeRleFromBits, decodeRle, rleArea, rleIou } from './rle.ts';
+export type { RleMask } from './rle.ts';
+export { instanceColor } from './palette.ts';
+
+// Weights (browser-safe: bytes, fetch with progress)
+export { parseSafetensors, serializeSafetensors, fetchSafetensors, SafetensorsError } from '../weights-loader/safetensors.ts';
+export type { SafetensorsFile, Tensor } from '../weights-loader/safetensors.ts';
+export { loadMaskRCNNWeights, maskrcnnParseOptions, WeightsError, COCO_CLASSES } from '../weights-loader/maskrcnn.ts';
+export type { MaskRCNNWeights, MaskRCNNMeta } from '../weights-loader/maskrcnn.ts';
+
+// Detection kernels
+export { SortDescending, TopK } from './kernels/sort.ts';
+export { GreedyNms } from './kernels/nms.ts';
+export { RoiAlignMultiLevel } from './kernels/roiAlign.ts';
+export { PasteMasks } from './kernels/pasteMasks.ts';
