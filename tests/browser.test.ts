@@ -8,6 +8,8 @@ import { readFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { launchChromium, serve } from './browser.ts';
+import { goldenCase, goldenWeightBytes } from './golden.ts';
+import { rleIou } from '../engine/rle.ts';
 import { normal, uniform } from './random.ts';
 import { conv2dRef } from './reference/conv2d.ts';
 import { assertClose, f32Accum } from './tolerance.ts';
@@ -60,6 +62,47 @@ test('the bundle runs a 3x3 stride-2 conv with residual + ReLU in headless Chrom
     assert.is(result.ow, want.ow);
     assertClose(result.values, want.data, f32Accum, 'conv2d in Chromium');
     if (logs.some((l) => /error/i.test(l))) console.log(`    page console: ${logs.join(' | ')}`);
+  } finally {
+    await browser.close();
+    await server.close();
+  }
+});
+
+test('Mask R-CNN (golden model) segments an image in Chromium like torchvision', async () => {
+  const out = await bundle(join(mkdtempSync(join(tmpdir(), 'maskgpu-')), 'maskgpu.js'));
+  const g = goldenCase(2);
+  const server = await serve({
+    '/': ['text/html', '<!doctype html><meta charset="utf-8"><title>maskgpu</title>'],
+    '/maskgpu.js': ['text/javascript', readFileSync(out, 'utf8')],
+    '/model.safetensors': ['application/octet-stream', goldenWeightBytes()],
+  });
+  const browser = await launchChromium();
+  try {
+    const tab = await browser.newPage();
+    await tab.goto(server.url);
+    const result = await tab.evaluate(
+      async (args) => {
+        const url: string = '/maskgpu.js';
+        const m = (await import(url)) as typeof import('../engine/index.ts');
+        const progress: number[] = [];
+        const file = await m.fetchSafetensors('/model.safetensors', { ...m.maskrcnnParseOptions, onProgress: (loaded) => progress.push(loaded) });
+        const model = await m.loadMaskRCNN(undefined, file);
+        const r = await model.segment({ width: args.width, height: args.height, data: new Uint8Array(args.data) });
+        model.destroy();
+        return { detections: r.detections, ms: r.timingsMs.total, progressCalls: progress.length, adapter: `${r.adapter.vendor} ${r.adapter.architecture}` };
+      },
+      { width: g.image.width, height: g.image.height, data: Array.from(g.image.data) },
+    );
+    console.log(`    ${result.detections.length} detections in ${result.ms.toFixed(0)} ms on ${result.adapter}`);
+    assert.ok(result.progressCalls >= 2, 'download progress reported');
+    const want = g.json.detections;
+    assert.is(result.detections.length, want.length);
+    want.forEach((w, i) => {
+      const d = result.detections[i];
+      assert.is(d.label, w.label, `detection ${i} label`);
+      for (let k = 0; k < 4; k++) assert.ok(Math.abs(d.box[k] - w.box[k]) < 1, `detection ${i} box ${d.box} vs ${w.box}`);
+      assert.ok(rleIou(d.mask, w.mask) > 0.98, `detection ${i} mask`);
+    });
   } finally {
     await browser.close();
     await server.close();
