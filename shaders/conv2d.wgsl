@@ -19,6 +19,7 @@ const PADDED: bool = true; // false when no tap can fall outside the input (pad 
 const RELU: bool = false;
 const RESIDUAL: bool = false;
 const SHUFFLE: u32 = 1u;   // > 1: ConvTranspose2d(kernel = stride = SHUFFLE) output layout
+const DYNAMIC_BATCH: bool = false; // batch = min(params.batch, batch_limit[0]): RoI batches sized on the GPU
 
 struct Params {
   batch: u32,
@@ -42,11 +43,17 @@ struct Params {
 @group(0) @binding(3) var<storage, read> bias: array<f32>;     // [cout / SHUFFLE^2]
 @group(0) @binding(4) var<storage, read> residual: array<f32>; // same shape as output (RESIDUAL)
 @group(0) @binding(5) var<storage, read_write> output: array<f32>;
+@group(0) @binding(6) var<storage, read> batch_limit: array<u32>;  // (DYNAMIC_BATCH) live batch entries
 
 @compute @workgroup_size(WG_X, WG_Y)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   let ohw = params.oh * params.ow;
-  let n_total = params.batch * ohw;
+  var batch = params.batch;
+  if (DYNAMIC_BATCH) {
+    // Detections past the kept count are padding: their workgroups return at once.
+    batch = min(batch, batch_limit[0]);
+  }
+  let n_total = batch * ohw;
   let m_total = params.cout;
   let n0 = gid.x * TN;
   let m0 = gid.y * TM;

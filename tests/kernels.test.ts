@@ -85,6 +85,20 @@ conv.test('every register/workgroup tile gives the same result', async (ctx) => 
     await runConvCase(ctx, c, 555, tile);
   }
 });
+conv.test('a GPU-side batch limit computes only the live batch entries', async (ctx) => {
+  const c = { batch: 5, cin: 6, cout: 4, h: 5, w: 4 };
+  const x = normal(950, c.batch * c.cin * c.h * c.w);
+  const w = normal(951, c.cout * c.cin * 9, 0.3);
+  const b = uniform(952, c.cout);
+  const op = new Conv2d(ctx, { cin: c.cin, cout: c.cout, kernel: [3, 3], padding: [1, 1], relu: true }, w, b, 'conv-batch-limit');
+  const per = c.cout * c.h * c.w;
+  const output = ctx.upload('y', new Float32Array(c.batch * per).fill(-7)); // sentinel
+  submitDispatches(ctx, [op.plan(c, { input: ctx.upload('x', x), output, batchLimit: ctx.upload('limit', new Uint32Array([2])) })]);
+  const got = await ctx.readF32(output, c.batch * per);
+  const want = conv2dRef({ ...c, kh: 3, kw: 3, padding: [1, 1], relu: true }, x, w, b).data;
+  assertClose(got.subarray(0, 2 * per), want.subarray(0, 2 * per), f32Accum, 'live entries');
+  if (!got.subarray(2 * per).every((v) => v === -7)) throw new Error('entries past the limit were written');
+});
 conv.test('rejects a residual buffer the spec does not declare', async (ctx) => {
   const conv = new Conv2d(ctx, { cin: 1, cout: 1, kernel: [1, 1] }, new Float32Array(1));
   const buf = ctx.createBuffer('b', 64);

@@ -28,7 +28,7 @@ wgsl('bindings and the Params struct are read from conv2d.wgsl', () => {
   const b = parseBindings(conv2dSource);
   assert.equal(
     b.map((x) => `${x.binding}:${x.name}:${x.kind}`),
-    ['0:params:uniform', '1:input:read-only-storage', '2:weight:read-only-storage', '3:bias:read-only-storage', '4:residual:read-only-storage', '5:output:storage'],
+    ['0:params:uniform', '1:input:read-only-storage', '2:weight:read-only-storage', '3:bias:read-only-storage', '4:residual:read-only-storage', '5:output:storage', '6:batch_limit:read-only-storage'],
   );
   const layout = parseUniformStruct(conv2dSource, 'Params');
   assert.equal(layout.fields.length, 13);

@@ -93,8 +93,11 @@ export class Conv2d {
     return { batch: input.batch, h: oh, w: ow };
   }
 
-  /** Binds buffers for one input size; `output` must hold batch x Cout x OH x OW floats. */
-  plan(input: ConvShape, buffers: { input: GPUBuffer; output: GPUBuffer; residual?: GPUBuffer }): Dispatch {
+  /**
+   * Binds buffers for one input size; `output` must hold batch x Cout x OH x OW floats. With
+   * `batchLimit` (a u32 GPU buffer) only the first min(batch, batchLimit[0]) entries are computed.
+   */
+  plan(input: ConvShape, buffers: { input: GPUBuffer; output: GPUBuffer; residual?: GPUBuffer; batchLimit?: GPUBuffer }): Dispatch {
     const { spec } = this;
     if (!!spec.residual !== !!buffers.residual) {
       throw new Error(`${this.label}: residual buffer ${spec.residual ? 'missing' : 'given but the conv has no residual'}`);
@@ -116,6 +119,7 @@ export class Conv2d {
         RELU: !!spec.relu,
         RESIDUAL: !!spec.residual,
         SHUFFLE: 1,
+        DYNAMIC_BATCH: !!buffers.batchLimit,
       },
     });
     const n = input.batch * out.h * out.w;
@@ -137,7 +141,14 @@ export class Conv2d {
         dil_h: this.dilation[0],
         dil_w: this.dilation[1],
       },
-      { input: buffers.input, weight: this.weight, bias: this.bias, residual: buffers.residual ?? this.placeholder, output: buffers.output },
+      {
+        input: buffers.input,
+        weight: this.weight,
+        bias: this.bias,
+        residual: buffers.residual ?? this.placeholder,
+        output: buffers.output,
+        batch_limit: buffers.batchLimit ?? this.placeholder,
+      },
       [ceilDiv(n, tile.tn * tile.wgX), ceilDiv(spec.cout, tile.tm * tile.wgY)],
     );
   }

@@ -50,21 +50,22 @@ export class ConvTranspose2d {
     return { batch: input.batch, h: input.h * this.spec.scale, w: input.w * this.spec.scale };
   }
 
-  plan(input: ConvShape, buffers: { input: GPUBuffer; output: GPUBuffer }): Dispatch {
+  /** With `batchLimit` (u32 GPU buffer) only the first min(batch, batchLimit[0]) entries are computed. */
+  plan(input: ConvShape, buffers: { input: GPUBuffer; output: GPUBuffer; batchLimit?: GPUBuffer }): Dispatch {
     const { spec } = this;
     const tile = spec.tile ?? DEFAULT_CONV_TILE;
     const rows = spec.cout * spec.scale * spec.scale;
     const kernel = this.ctx.kernel({
       source,
       label: this.label,
-      consts: { TM: tile.tm, TN: tile.tn, WG_X: tile.wgX, WG_Y: tile.wgY, KH: 1, KW: 1, PADDED: false, RELU: !!spec.relu, RESIDUAL: false, SHUFFLE: spec.scale },
+      consts: { TM: tile.tm, TN: tile.tn, WG_X: tile.wgX, WG_Y: tile.wgY, KH: 1, KW: 1, PADDED: false, RELU: !!spec.relu, RESIDUAL: false, SHUFFLE: spec.scale, DYNAMIC_BATCH: !!buffers.batchLimit },
     });
     const n = input.batch * input.h * input.w;
     return Dispatch.create(
       this.ctx,
       kernel,
       { batch: input.batch, cin: spec.cin, h: input.h, w: input.w, cout: rows, oh: input.h, ow: input.w, stride_h: 1, stride_w: 1, pad_h: 0, pad_w: 0, dil_h: 1, dil_w: 1 },
-      { input: buffers.input, weight: this.weight, bias: this.bias, residual: this.placeholder, output: buffers.output },
+      { input: buffers.input, weight: this.weight, bias: this.bias, residual: this.placeholder, output: buffers.output, batch_limit: buffers.batchLimit ?? this.placeholder },
       [ceilDiv(n, tile.tn * tile.wgX), ceilDiv(rows, tile.tm * tile.wgY)],
     );
   }

@@ -2,7 +2,8 @@
 // class scores + box deltas -> softmax/decode/clip/filter -> one sort -> per-class greedy NMS ->
 // the best detections_per_img; then the mask branch on those detections: MultiScaleRoIAlign
 // 14x14 -> 4 x (conv3x3 + ReLU) -> ConvTranspose2d + ReLU -> 1x1 logits -> sigmoid of the
-// predicted class -> paste into the original image as bit-packed binary masks.
+// predicted class -> paste into the original image as bit-packed binary masks. The mask convs
+// read the kept count on the GPU and skip the padding RoIs (typically most of the 100 slots).
 
 import type { GpuContext } from '../gpu.ts';
 import type { Conv2d } from '../kernels/conv2d.ts';
@@ -164,16 +165,16 @@ export class RoiHeads {
     let size = 14;
     for (const conv of this.maskConvs) {
       const y = pool.tensor(conv.label, [D, conv.spec.cout, size, size]);
-      out.push(conv.plan({ batch: D, h: size, w: size }, { input: x.buffer, output: y.buffer }));
+      out.push(conv.plan({ batch: D, h: size, w: size }, { input: x.buffer, output: y.buffer, batchLimit: keptCount.buffer }));
       pool.release(x);
       x = y;
     }
     const up = pool.tensor('conv5_mask', [D, this.deconv.spec.cout, size * 2, size * 2]);
-    out.push(this.deconv.plan({ batch: D, h: size, w: size }, { input: x.buffer, output: up.buffer }));
+    out.push(this.deconv.plan({ batch: D, h: size, w: size }, { input: x.buffer, output: up.buffer, batchLimit: keptCount.buffer }));
     pool.release(x);
     size *= 2;
     const maskLogits = pool.tensor('mask_logits', [D, C, size, size]);
-    out.push(this.maskLogits.plan({ batch: D, h: size, w: size }, { input: up.buffer, output: maskLogits.buffer }));
+    out.push(this.maskLogits.plan({ batch: D, h: size, w: size }, { input: up.buffer, output: maskLogits.buffer, batchLimit: keptCount.buffer }));
     pool.release(up);
     const maskProbs = pool.tensor('mask_probs', [D, size, size]);
     out.push(planMaskSelect(ctx, { maxDetections: D, classes: C, pixels: size * size }, { logits: maskLogits.buffer, labels: labels.buffer, keptCount: keptCount.buffer, probs: maskProbs.buffer }));
