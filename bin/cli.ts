@@ -4,12 +4,16 @@
 import { describeAdapter, NoAdapterError } from '../engine/device.ts';
 import { GpuContext } from '../engine/gpu.ts';
 import { segmentCommand } from './segment.ts';
+import { pruneCommand } from './prune.ts';
 
 const USAGE = `usage: maskgpu <command>
 
 commands:
   segment IMAGE... [--weights W.safetensors] [--out DIR] [--score-thresh S] [--min-size N] [--max-size N] [--verbose]
                   detections (JSON, COCO RLE masks) and an overlay PNG per image
+  prune --weights IN --ratio R --out OUT [--scope global|layer] [--granularity filter|kernel] [--mode compact|mask]
+        [--round-to N] [--normalize none|mean|fanin] [--report R.json] [--force]   (maskgpu prune --help: all options)
+                  L1-norm filter pruning on the GPU; writes narrower weights the engine runs natively
   info            the WebGPU adapter maskgpu gets here: name, features, limits (JSON with --json)
   help            this text
 
@@ -18,6 +22,13 @@ benchmarks: npm run bench:kernels`;
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
+    case 'prune':
+      try {
+        return await pruneCommand(rest);
+      } catch (e) {
+        console.error(`maskgpu prune: ${(e as Error).message}`);
+        return e instanceof NoAdapterError ? 3 : 1;
+      }
     case 'segment':
       try {
         return await segmentCommand(rest);

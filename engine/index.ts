@@ -34,3 +34,7 @@ export { SortDescending, TopK } from './kernels/sort.ts';
 export { GreedyNms } from './kernels/nms.ts';
 export { RoiAlignMultiLevel } from './kernels/roiAlign.ts';
 export { PasteMasks } from './kernels/pasteMasks.ts';
+
+// Pruning (L1-norm filter ranking on the GPU, dependency-aware compaction)
+export { prune, formatReport, resolvePruneOptions, PruneOptionsError } from '../prune/index.ts';
+export type { PruneOptions, PruneReport, PruneResult } from '../prune/index.ts';
