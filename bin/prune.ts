@@ -119,6 +119,10 @@ async function exists(path: string): Promise<boolean> {
 }
 
 export async function pruneCommand(argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    console.log(PRUNE_USAGE);
+    return 0;
+  }
   const args = parsePruneArgs(argv);
   for (const [flag, path] of [['--out', args.out], ['--report', args.report]] as const) {
     if (path && (await sameFile(path, args.weights))) throw new Error(`${flag} ${path} is the input weights file: write the result somewhere else (the input is never overwritten)`);
