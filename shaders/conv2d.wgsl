@@ -84,7 +84,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
     w_row[i] = min(m0 + i, m_total - 1u) * k_total;
   }
 
-  var acc: array<array<f32, TN>, TM>;
+  var acc = array<array<f32, TN>, TM>();
   for (var ky = 0u; ky < KH; ky++) {
     for (var kx = 0u; kx < KW; kx++) {
       // Decide each pixel's tap once: its offset into channel 0, and whether it is inside.

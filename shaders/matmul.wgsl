@@ -44,7 +44,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
     b_col[j] = select(n, n * k_total, TRANS_B);
   }
 
-  var acc: array<array<f32, TN>, TM>;
+  var acc = array<array<f32, TN>, TM>();
   for (var kk = 0u; kk < k_total; kk++) {
     var bv: array<f32, TN>;
     let b_k = select(kk * n_total, kk, TRANS_B);

@@ -230,7 +230,8 @@ fn main(@builtin(local_invocation_index) lid: u32) {
 
     if (lid == 0u) {
       var nk = n_kept;
-      var kept_bits: array<u32, WORDS>;
+      // Explicitly zeroed: Dawn on lavapipe was seen not to re-zero an uninitialised var declared in a loop.
+      var kept_bits = array<u32, WORDS>();
       let block_end = min(WG, count - base);
       for (var j = 0u; j < block_end && nk < params.max_keep; j++) {
         if (cand_alive[j] == 0u) {

@@ -157,7 +157,7 @@ fn grow_expansion(e: ptr<function, array<f32, 10>>, len: ptr<function, u32>, x: 
 // exactly in two, and the two threshold parts) go into an expansion whose most significant
 // nonzero component has the sign of the exact sum.
 fn above_exact(w: vec4f, v: vec4f) -> bool {
-  var e: array<f32, 10>;
+  var e = array<f32, 10>();
   var len = 0u;
   grow_expansion(&e, &len, -params.threshold);
   grow_expansion(&e, &len, -params.threshold_half_ulp);

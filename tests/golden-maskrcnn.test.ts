@@ -45,12 +45,9 @@ for (const i of GOLDEN_CASES) {
     const got = await ctx.readF32(proposals.boxes.buffer, count * 4);
     const want = g.tensors.get('proposals')!;
     const wantCount = want.shape[0];
-    // The proposals as a set, nearly all of them. Near 1 the float32 sigmoid is coarse: every
-    // logit above ~8 falls in a class of equal probabilities about 1e-3 wide in logit, and torch
-    // breaks those ties by index. Our logits differ from torch's by ~1e-5 (accumulation order),
-    // so ~1% of them land in a neighbouring tie class, which reorders them against overlapping
-    // neighbours and changes which of two overlapping proposals NMS keeps. The detections below
-    // are unaffected; measured: 992, 995 and 977 of 1000 proposals identical.
+    // Every proposal must match. The rank may differ where torchvision's own order is open: it
+    // merges the per-level NMS results with a non-stable sort, and near 1 the float32 sigmoid
+    // maps many logits to one probability (ties), so rank is reported, not asserted.
     const used = new Uint8Array(count);
     let matched = 0;
     let sameRank = 0;
@@ -66,8 +63,8 @@ for (const i of GOLDEN_CASES) {
       }
     }
     console.log(`    ${g.name}: ${count} proposals (torchvision ${wantCount}); ${matched} matched (IoU > 0.99), ${sameRank} at the same rank`);
-    assert.ok(Math.abs(count - wantCount) <= Math.max(2, wantCount * 0.01), `proposal count ${count} vs ${wantCount}`);
-    assert.ok(matched >= 0.97 * wantCount, `only ${matched}/${wantCount} proposals match torchvision`);
+    assert.is(count, wantCount, 'proposal count');
+    assert.is(matched, wantCount, `only ${matched}/${wantCount} proposals match torchvision`);
     for (const d of [...out, ...keep, backbone, rpn, pool]) d.destroy();
   });
 

@@ -296,6 +296,23 @@ async function runNms(ctx: GpuContext, c: NmsCase, timing = false): Promise<numb
 }
 
 const nmsSuite = gpuSuite('GreedyNms');
+nmsSuite.test('a box suppressed in a later 128-block does not suppress (no state leaks between blocks)', async (ctx) => {
+  // Block 0 keeps every lane (disjoint boxes). In block 1, A (lane 0) suppresses B (lane 5), and B
+  // overlaps C (lane 6) while A does not: C must be kept. A kept-lane mask left over from block 0
+  // (Dawn on lavapipe did not re-zero an uninitialised var declared in the loop) dropped C.
+  const n = 140;
+  const boxes = new Float32Array(n * 4);
+  const scores = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    boxes.set([i * 20, 100, i * 20 + 10, 110], i * 4);
+    scores[i] = 1 - i / 1000;
+  }
+  boxes.set([5000, 0, 5010, 10], 128 * 4); // A
+  boxes.set([5000, 2, 5010, 12], 133 * 4); // B: IoU(A, B) = 0.67
+  boxes.set([5000, 4, 5010, 14], 134 * 4); // C: IoU(B, C) = 0.67, IoU(A, C) = 0.43
+  const want = await runNms(ctx, { name: 'block carry-over', boxes, scores, options: { iouThreshold: 0.5, maxKeep: 200 } });
+  if (!want.includes(134) || want.includes(133)) throw new Error('the reference itself should keep C and drop B');
+});
 nmsSuite.test('RPN-like: 4663 clustered boxes, 5 levels, IoU 0.7, keep 1000, 10% invalid; timing', async (ctx) => {
   const data = clusteredBoxes(31, 4663, { groups: 5, clusters: 60 });
   await runNms(ctx, { name: 'rpn', ...data, options: { iouThreshold: 0.7, maxKeep: 1000, valid: flags(32, 4663, 0.9), coordinateTrickMaxCount: TORCHVISION_CPU_COORDINATE_TRICK_MAX } });
