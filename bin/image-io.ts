@@ -13,6 +13,7 @@
 import { readFile } from 'node:fs/promises';
 import * as jpeg from 'jpeg-js';
 import { PNG } from 'pngjs';
+import { inflateSync } from 'node:zlib';
 
 export interface RgbImage {
   width: number;
@@ -101,6 +102,7 @@ function checkedPngChunks(bytes: Uint8Array, name: string): Uint8Array {
   let at = 8;
   let last = 'the signature';
   let droppedTrns = false;
+  const idat: Uint8Array[] = [];
   for (;;) {
     if (at + 12 > bytes.length) throw new ImageDecodeError(`${name}: truncated PNG (the file ends after ${last}, before the IEND chunk)`);
     const length = view.getUint32(at);
@@ -114,9 +116,17 @@ function checkedPngChunks(bytes: Uint8Array, name: string): Uint8Array {
     }
     if (type === 'tRNS') droppedTrns = true;
     else keep.push(bytes.subarray(at, end));
+    if (type === 'IDAT') idat.push(bytes.subarray(at + 8, end - 4));
     last = `chunk ${JSON.stringify(type)}`;
     at = end;
     if (type === 'IEND') break;
+  }
+  // pngjs's synchronous inflate does not always report a damaged stream (seen: a stored block
+  // turned into an invalid block type decoded "fine" in some runs), so zlib checks it first.
+  try {
+    inflateSync(Buffer.concat(idat));
+  } catch (e) {
+    throw new ImageDecodeError(`${name}: corrupt or truncated PNG (zlib: ${(e as Error).message})`);
   }
   if (!droppedTrns && at === bytes.length) return bytes;
   const out = new Uint8Array(keep.reduce((n, c) => n + c.length, 0));
