@@ -70,6 +70,18 @@ test('a bad image fails alone; the others are still segmented', () => {
   assert.ok(existsSync(join(dir, 'image_2.json')));
 });
 
+test('without --weights the bundled model segments the bundled sample (the README main job)', () => {
+  const out = mkdtempSync(join(tmpdir(), 'maskgpu-cli-'));
+  const r = run('models/samples/shapes_1.png', '--out', out);
+  assert.is(r.status, 0, r.stderr);
+  const json = JSON.parse(readFileSync(join(out, 'shapes_1.json'), 'utf8'));
+  const confident = json.detections.filter((d: { score: number }) => d.score > 0.9);
+  // The sample holds 5 shapes (a star, a ring, a square and two triangles) and a distractor line.
+  assert.ok(confident.length >= 4 && confident.length <= 6, `${confident.length} confident detections`);
+  const names = new Set(confident.map((d: { labelName: string }) => d.labelName));
+  for (const n of ['triangle', 'ring', 'square', 'star']) assert.ok(names.has(n), `found a ${n}`);
+});
+
 test('usage errors', () => {
   assert.match(run().stderr, /no image given/);
   assert.match(run('x.png', '--frobnicate').stderr, /unknown option '--frobnicate'/);
