@@ -3,6 +3,7 @@
 
     /usr/bin/python3 tools/eval_torchvision.py --weights models/maskgpu-shapes.safetensors --data data/shapes/test
     ... --predictions /tmp/tv-test.json     # also write the detections (COCO results format)
+    /usr/bin/python3 tools/eval_torchvision.py --self-test   # the metrics on hand-computed cases
 
 It runs torchvision's Mask R-CNN on the weights (F16 in the file -> F32, FrozenBN eps and min/max
 size from the metadata, current torchvision's resize rule as the engine uses; torchvision's default
@@ -230,6 +231,35 @@ def load_torchvision_model(weights: str):
     return model, classes
 
 
+def self_test() -> None:
+    """Hand-computable checks of the COCO metrics and the RLE round trip."""
+    from make_shapes_dataset import mask_bbox
+
+    g1, g2, fp = (np.zeros((10, 10), bool) for _ in range(3))
+    g1[0:4, 0:4], g2[6:10, 6:10], fp[0:4, 6:10] = True, True, True
+    assert np.array_equal(rle_decode(rle_encode(g1)), g1) and rle_encode(g2)["counts"][0] == 66
+    coco = {"images": [{"id": 1}], "categories": [{"id": 1}, {"id": 2}],
+            "annotations": [{"id": i + 1, "image_id": 1, "category_id": 1, "bbox": mask_bbox(g),
+                             "segmentation": rle_encode(g)} for i, g in enumerate([g1, g2])]}
+    dets = {1: [{"category_id": 1, "score": s, "bbox": mask_bbox(m), "mask": m}
+                for s, m in [(0.9, g1), (0.8, fp), (0.7, g2)]]}
+    m = coco_evaluate(coco, dets)
+    # TP, FP, TP: precision 1 up to recall 0.5 (51 of the 101 points), then 2/3 (50 points);
+    # category 2 has no ground truth and does not count.
+    want = (51 * 1.0 + 50 * 2 / 3) / 101
+    assert abs(m["maskAP"] - want) < 1e-12 and abs(m["boxAP50"] - want) < 1e-12, m
+    assert m["meanIoU"] == 1.0 and m["recall50"] == 1.0
+    # a detection of the wrong class is a miss and a false positive; a 4x3 box inside a 4x4 one
+    # has IoU 0.75: counted for AP@0.5..0.75 (6 of 10 thresholds), not above.
+    part = g1.copy()
+    part[3, :] = False
+    dets = {1: [{"category_id": 1, "score": 0.9, "bbox": mask_bbox(part), "mask": part},
+                {"category_id": 2, "score": 0.8, "bbox": mask_bbox(g2), "mask": g2}]}
+    m = coco_evaluate(coco, dets)
+    assert abs(m["maskAP50"] - 51 / 101) < 1e-12 and abs(m["maskAP"] - 0.6 * 51 / 101) < 1e-12, m
+    assert abs(m["meanIoU"] - 0.75) < 1e-12 and m["recall50"] == 0.5, m
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", default="models/maskgpu-shapes.safetensors")
@@ -237,7 +267,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--limit", type=int, help="only the first N images")
     ap.add_argument("--predictions", help="write the detections here (COCO results JSON, RLE masks)")
     ap.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    ap.add_argument("--self-test", action="store_true", help="check the metrics on hand-computed cases and exit")
     args = ap.parse_args(argv)
+    if args.self_test:
+        self_test()
+        print("eval_torchvision: metric self-test ok")
+        return 0
     torch.set_num_threads(2)
     model, _classes = load_torchvision_model(args.weights)
     coco = load_split(args.data)
