@@ -65,3 +65,20 @@ fn sort_tile(lid: u32, base: u32, size: u32) {
     merge_tile(lid, base, size, k, k >> 1u);
   }
 }
+
+// Writes sorted element i (the last pass of both kernels; each declares params, out_keys,
+// out_values and out_count). The filled elements are a prefix: the last filled one, or slot 0 when
+// none is, writes the count.
+fn write_sorted(i: u32, e: vec2u, next_filled: bool) {
+  let filled = e.x != SENTINEL;
+  if (params.write_keys != 0u) {
+    out_keys[params.out_offset + i] = key_score(select(NEG_INF_KEY, e.x, filled));
+  }
+  out_values[params.out_offset + i] = select(SENTINEL, e.y, filled);
+  if (filled && !next_filled) {
+    out_count[0] = i + 1u;
+  }
+  if (i == 0u && !filled) {
+    out_count[0] = 0u;
+  }
+}

@@ -88,17 +88,5 @@ fn topk_emit(@builtin(global_invocation_id) gid: vec3u) {
   if (i >= params.out_limit) {
     return;
   }
-  let e = src[i];
-  let filled = e.x != SENTINEL;
-  if (params.write_keys != 0u) {
-    out_keys[params.out_offset + i] = key_score(select(NEG_INF_KEY, e.x, filled));
-  }
-  out_values[params.out_offset + i] = select(SENTINEL, e.y, filled);
-  let last = i + 1u == params.out_limit || src[i + 1u].x == SENTINEL;
-  if (filled && last) {
-    out_count[0] = i + 1u;
-  }
-  if (i == 0u && !filled) {
-    out_count[0] = 0u;
-  }
+  write_sorted(i, src[i], i + 1u < params.out_limit && src[i + 1u].x != SENTINEL);
 }
