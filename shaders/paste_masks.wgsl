@@ -51,31 +51,7 @@ struct PasteBox {
 @group(0) @binding(4) var<storage, read_write> paste_boxes: array<PasteBox>;
 @group(0) @binding(5) var<storage, read_write> bits: array<u32>;  // [max_detections][height][row_words]
 
-fn separate(x: f32) -> f32 {
-  return bitcast<f32>(bitcast<u32>(x) ^ params.zero);
-}
-
-// a rounded to 12 significant bits (Veltkamp-style split; a - split_hi(a) is exact, <= 12 bits).
-fn split_hi(a: f32) -> f32 {
-  return bitcast<f32>((bitcast<u32>(a) + 0x800u) & 0xfffff000u);
-}
-
-// Dekker's TwoProduct error: a * b = p + result exactly, for p = float32(a * b).
-fn two_prod_err(a: f32, b: f32, p: f32) -> f32 {
-  let ah = split_hi(a);
-  let al = a - ah;
-  let bh = split_hi(b);
-  let bl = b - bh;
-  return (((ah * bh - p) + ah * bl) + al * bh) + al * bl;
-}
-
-// IEEE (correctly rounded) a / b for b an integer below 2^16: one exact-residual correction step.
-fn div_rn(a: f32, b: f32) -> f32 {
-  let q = a / b;
-  let p = separate(q * b);
-  let r = (a - p) - two_prod_err(q, b, p); // a - q*b, exact
-  return q + r / b;
-}
+// separate, split_hi, two_prod_err and div_rn come from exact_f32.wgsl (prepended).
 
 @compute @workgroup_size(WG)
 fn expand_boxes(@builtin(global_invocation_id) gid: vec3u) {

@@ -47,38 +47,11 @@ struct Params {
 @group(0) @binding(3) var<storage, read> roi_count: array<u32>; // [0]: RoIs in use
 @group(0) @binding(4) var<storage, read_write> output: array<f32>;
 
-fn separate(x: f32) -> f32 {
-  return bitcast<f32>(bitcast<u32>(x) ^ params.zero);
-}
-
 fn separate4(x: vec4f) -> vec4f {
   return bitcast<vec4f>(bitcast<vec4u>(x) ^ vec4u(params.zero));
 }
 
-// a rounded to 12 significant bits (Veltkamp-style split; a - split_hi(a) is exact, <= 12 bits).
-fn split_hi(a: f32) -> f32 {
-  return bitcast<f32>((bitcast<u32>(a) + 0x800u) & 0xfffff000u);
-}
-
-// Dekker's TwoProduct error: a * b = p + result exactly, for p = float32(a * b).
-fn two_prod_err(a: f32, b: f32, p: f32) -> f32 {
-  let ah = split_hi(a);
-  let al = a - ah;
-  let bh = split_hi(b);
-  let bl = b - bh;
-  return (((ah * bh - p) + ah * bl) + al * bh) + al * bl;
-}
-
-// IEEE (correctly rounded) a / b for b an integer below 2^16: one exact-residual correction step.
-fn div_rn(a: f32, b: f32) -> f32 {
-  let q = a / b;
-  if (!(abs(q) < 1e30)) {
-    return q;
-  }
-  let p = separate(q * b);
-  let r = (a - p) - two_prod_err(q, b, p); // a - q*b, exact
-  return q + r / b;
-}
+// separate, split_hi, two_prod_err and div_rn come from exact_f32.wgsl (prepended).
 
 fn roi_level(box: vec4f) -> u32 {
   let area = (box.z - box.x) * (box.w - box.y);

@@ -8,7 +8,10 @@
 // on the exact 4-term sum, torch on that sum rounded to double, which can differ only when the sum
 // is within ~2^-53 of the float32 rounding midpoint above the threshold.
 
-import source from '../../shaders/paste_masks.wgsl';
+import exactF32 from '../../shaders/exact_f32.wgsl';
+import body from '../../shaders/paste_masks.wgsl';
+
+const source = `${exactF32}\n${body}`;
 import type { GpuContext } from '../gpu.ts';
 import { ceilDiv, Dispatch } from './dispatch.ts';
 import { elementGrid } from './elementwise.ts';

@@ -12,7 +12,10 @@
 // to float32, which is what a correctly rounded log2f returns), and the shader compares the box's
 // float32 area, computed exactly as torch does, against those thresholds.
 
-import source from '../../shaders/roi_align.wgsl';
+import exactF32 from '../../shaders/exact_f32.wgsl';
+import body from '../../shaders/roi_align.wgsl';
+
+const source = `${exactF32}\n${body}`;
 import type { GpuContext } from '../gpu.ts';
 import { Dispatch } from './dispatch.ts';
 import { elementGrid } from './elementwise.ts';
