@@ -3,7 +3,7 @@
 same state-dict keys) from scratch on the synthetic shapes data, on the CPU, and export it as F16
 safetensors for the engine.
 
-    /usr/bin/python3 tools/make_shapes_dataset.py --out data/shapes --splits train   # 3000 images, ~4 min
+    /usr/bin/python3 tools/make_shapes_dataset.py --out data/shapes --splits train   # 3000 images, 4-8 min
     nice -n 10 /usr/bin/python3 tools/train.py --data data/shapes --export models/maskgpu-shapes.safetensors
 
 Why it is built this way:
@@ -216,13 +216,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--data", default="data/shapes", help="dataset folder with train/ and val/")
     ap.add_argument("--export", default="models/maskgpu-shapes.safetensors")
     ap.add_argument("--work", default="/tmp/maskgpu-train", help="checkpoints and logs")
-    ap.add_argument("--iters", type=int, default=2400)
+    ap.add_argument("--iters", type=int, default=2800)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--lr", type=float, default=1.5e-3)
     ap.add_argument("--wd", type=float, default=1e-4)
     ap.add_argument("--warmup", type=int, default=150)
     ap.add_argument("--clip", type=float, default=10.0)
-    ap.add_argument("--minutes", type=float, default=40.0, help="wall-clock budget for the training loop")
+    ap.add_argument("--minutes", type=float, default=40.0, help="wall-clock budget for the training loop (see lr_at)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--widths", default="16,32,64,128")
     ap.add_argument("--stem", type=int, default=16)
