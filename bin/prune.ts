@@ -20,7 +20,7 @@ export const PRUNE_USAGE = `usage: maskgpu prune --weights IN.safetensors --rati
   --mode compact|mask       remove the channels (default) or zero them with shapes unchanged
   --normalize none|mean|fanin   per-layer normalisation of L1 norms for global ranking (default none)
   --coupled leave|prune     residual/FPN-coupled channel groups: leave whole (default) or prune as one
-  --compensation carrier|bias   how removed channels' constants are kept (default carrier: exact)
+  --compensation carrier|bias|none   how removed channels' constants are kept (default carrier: exact; none: dropped)
   --bn-scale                score filters by L1 x |BN scale| instead of the raw conv weight
   --round-to N              kept channel counts are multiples of N (default 1)
   --min-channels N          every layer keeps at least N channels (default 1)

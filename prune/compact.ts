@@ -177,7 +177,7 @@ function foldIntoCarrier(graph: PruneGraph, masked: Map<string, Tensor>, out: Ma
   setCarrierProducer(graph, out, g, carrier);
 }
 
-export type Compensation = 'carrier' | 'bias';
+export type Compensation = 'carrier' | 'bias' | 'none';
 
 export interface Compacted {
   tensors: Map<string, Tensor>;
@@ -209,6 +209,7 @@ export function compactTensors(
     const list = [...removed.keys()].filter((c) => !removed[c]);
     kept.set(g.name, list);
     if (list.length === g.channels || g.removal !== 'constant') continue;
+    if (compensation === 'none') continue;
     const first = removed.indexOf(1);
     if (compensation === 'carrier' && feedsPaddedConv(graph, g)) {
       const needed = g.consumers.some((c) => removedConstants(graph, masked, c.constant!, eps).some((v, ch) => removed[ch] && v !== 0));

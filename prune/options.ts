@@ -22,9 +22,11 @@ export interface PruneOptions {
    * How compaction carries the constant a removed channel leaves behind (relu of its BN-folded
    * bias): 'carrier' (default) keeps one constant channel in groups that feed a zero-padded conv,
    * exact everywhere; 'bias' folds it into the consumers' biases, exact only away from the padded
-   * border. The plan (and so the mask) takes the carrier into account in both modes.
+   * border; 'none' drops the constants (what pruning tools that ignore the BN bias do: the
+   * compacted network differs from the masked one). The plan (and so the mask) takes the carrier
+   * into account in both carrier modes.
    */
-  compensation?: 'carrier' | 'bias';
+  compensation?: 'carrier' | 'bias' | 'none';
   /** How a coupled group's producers' scores combine. Default 'mean'. */
   groupReduction?: GroupReduction;
   /** Score filters by L1 x |BN scale| (the folded filter) instead of the raw conv weight. Default false. */
@@ -87,7 +89,7 @@ export function resolvePruneOptions(o: PruneOptions): ResolvedPruneOptions {
     mode: oneOf('mode', o.mode, ['compact', 'mask'], 'compact'),
     normalize: oneOf('normalize', o.normalize, ['none', 'mean', 'fanin'], 'none'),
     coupled: oneOf('coupled', o.coupled, ['prune', 'leave'], 'leave'),
-    compensation: oneOf('compensation', o.compensation, ['carrier', 'bias'], 'carrier'),
+    compensation: oneOf('compensation', o.compensation, ['carrier', 'bias', 'none'], 'carrier'),
     groupReduction: oneOf('groupReduction', o.groupReduction, ['mean', 'sum'], 'mean'),
     bnScale: !!o.bnScale,
     minChannels: integer('minChannels', o.minChannels, 1, 1),

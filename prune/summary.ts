@@ -101,7 +101,9 @@ export function buildReport(r: ReportInput): PruneReport {
     );
   }
   if (masked) notes.push('mask mode: shapes unchanged, so the engine runs the dense GMACs; effectiveAfter counts only non-zero weights (a sparse kernel\'s work).');
-  else if (removedChannels && o.compensation === 'bias') {
+  else if (removedChannels && o.compensation === 'none') {
+    notes.push('compact mode, no compensation: removed channels\' constants (relu of the BN-folded bias) are dropped, so the compacted network differs from the masked one wherever such a constant was non-zero.');
+  } else if (removedChannels && o.compensation === 'bias') {
     notes.push('compact mode, bias compensation: each removed channel\'s constant (relu of its BN-folded bias) is folded into its consumers\' biases; exact except where a 3x3 consumer\'s window covers the zero-padded border.');
   } else if (removedChannels) {
     notes.push(

@@ -229,6 +229,9 @@ test.test('compact = mask at 30 %: FPN features everywhere (carrier channels); b
   const bias = await fpnDifference(ctx, { ...options, compensation: 'bias' });
   console.log(`    bias folding: max |mask - compact| by border distance 0/1/>=2: ${bias.ring.map((v) => v.toExponential(1)).join(' / ')} (values up to ~7)`);
   assert.ok(bias.ring[0] > 1e-2, 'bias folding differs under the padded border (if not, the carrier is unnecessary: update the docs)');
+  const none = await fpnDifference(ctx, { ...options, compensation: 'none' });
+  console.log(`    no compensation: max |mask - compact| by border distance 0/1/>=2: ${none.ring.map((v) => v.toExponential(1)).join(' / ')}`);
+  assert.ok(none.ring[2] > 1e-2, 'dropping the constants changes the maps away from the border too');
   // Only 1x1-consumed and zeroed channels: bias folding is exact too.
   const exact = await fpnDifference(ctx, { ...options, compensation: 'bias', exclude: ['*.conv1', 'backbone.fpn.inner_blocks.*', 'roi_heads.mask_head.[012].0'] });
   assert.ok(Math.max(...exact.ring) < sameNetwork.abs, `bias folding into 1x1 consumers is exact (${exact.ring})`);
