@@ -5,6 +5,7 @@ import { describeAdapter, NoAdapterError } from '../engine/device.ts';
 import { GpuContext } from '../engine/gpu.ts';
 import { segmentCommand } from './segment.ts';
 import { pruneCommand } from './prune.ts';
+import { evalCommand } from './eval.ts';
 
 const USAGE = `usage: maskgpu <command>
 
@@ -14,6 +15,9 @@ commands:
   prune --weights IN --ratio R --out OUT [--scope global|layer] [--granularity filter|kernel] [--mode compact|mask]
         [--round-to N] [--normalize none|mean|fanin] [--report R.json] [--force]   (maskgpu prune --help: all options)
                   L1-norm filter pruning on the GPU; writes narrower weights the engine runs natively
+  eval [--weights W] [--data DIR] [--limit N] [--predictions-out F] [--predictions F] [--json]
+                  COCO box/mask AP@[.5:.95], AP50, AP75 and mean matched mask IoU on a COCO-format split
+                  (default: the bundled model on data/shapes/test)
   info            the WebGPU adapter maskgpu gets here: name, features, limits (JSON with --json)
   help            this text
 
@@ -34,6 +38,13 @@ export async function main(argv: string[]): Promise<number> {
         return await segmentCommand(rest);
       } catch (e) {
         console.error(`maskgpu segment: ${(e as Error).message}`);
+        return e instanceof NoAdapterError ? 3 : 1;
+      }
+    case 'eval':
+      try {
+        return await evalCommand(rest);
+      } catch (e) {
+        console.error(`maskgpu eval: ${(e as Error).message}`);
         return e instanceof NoAdapterError ? 3 : 1;
       }
     case 'info': {
