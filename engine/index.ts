@@ -21,6 +21,8 @@ export { TORCHVISION_DEFAULTS } from './maskrcnn/options.ts';
 export type { MaskRCNNOptions } from './maskrcnn/options.ts';
 export { encodeRle, encodeRleFromBits, decodeRle, rleArea, rleIou } from './rle.ts';
 export type { RleMask } from './rle.ts';
+export { evaluateCoco, parseCocoDataset, formatMetrics, CocoFormatError } from '../eval/coco.ts';
+export type { CocoDataset, CocoMetrics, EvalDetection } from '../eval/coco.ts';
 export { instanceColor } from './palette.ts';
 
 // Weights (browser-safe: bytes, fetch with progress)

@@ -1,0 +1,243 @@
+// The pruning experiment (`npm run experiment`): prunes the bundled model at 10-80 % for global and
+// layer scope, filter and kernel granularity, with the exact compensation (carrier channels + bias
+// folding), without any (constants dropped) and, for global filter pruning, with the plain bias
+// fold; evaluates each on the test split (COCO mask/box AP, mean matched mask IoU) and measures
+// parameters, compression rate, GMACs and latency (pruned and dense alternately on the same
+// image, so the ratio is measured side by side). Writes results/pruning.{json,md,svg}.
+//
+//   npm run experiment [-- --data DIR] [--limit N] [--ratios 0.1,0.2] [--curves 'global filter;layer kernel'] [--repeats N]
+//                      [--resume] [--report-only] [--out DIR]
+
+import { createHash } from 'node:crypto';
+import { mkdir, readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { describeAdapter } from '../engine/device.ts';
+import { GpuContext } from '../engine/gpu.ts';
+import { loadMaskRCNN, type MaskRCNN, type RgbImage } from '../engine/maskrcnn/model.ts';
+import { prune, type PruneOptions } from '../prune/index.ts';
+import { evaluateCoco, type CocoMetrics } from '../eval/coco.ts';
+import { loadSplit, predictSplit, DEFAULT_SPLIT } from '../bin/eval.ts';
+import { readImageFile } from '../bin/image-io.ts';
+import { BUNDLED_MODEL } from '../bin/segment.ts';
+import { maskrcnnParseOptions } from '../weights-loader/maskrcnn.ts';
+import { readSafetensorsFile, writeFileAtomic } from '../weights-loader/node.ts';
+import { renderChart, renderMarkdown } from './report.ts';
+
+export interface Curve {
+  name: string;
+  scope: 'global' | 'layer';
+  granularity: 'filter' | 'kernel';
+  compensation: 'carrier' | 'bias' | 'none';
+  normalize?: 'mean';
+}
+
+export const CURVES: Curve[] = [
+  { name: 'global filter', scope: 'global', granularity: 'filter', compensation: 'carrier' },
+  { name: 'global filter, mean-normalised', scope: 'global', granularity: 'filter', compensation: 'carrier', normalize: 'mean' },
+  { name: 'layer filter', scope: 'layer', granularity: 'filter', compensation: 'carrier' },
+  { name: 'global filter, no comp.', scope: 'global', granularity: 'filter', compensation: 'none' },
+  { name: 'layer filter, no comp.', scope: 'layer', granularity: 'filter', compensation: 'none' },
+  { name: 'global filter, bias fold', scope: 'global', granularity: 'filter', compensation: 'bias' },
+  { name: 'global kernel', scope: 'global', granularity: 'kernel', compensation: 'carrier' },
+  { name: 'layer kernel', scope: 'layer', granularity: 'kernel', compensation: 'carrier' },
+  { name: 'global kernel, no comp.', scope: 'global', granularity: 'kernel', compensation: 'none' },
+  { name: 'layer kernel, no comp.', scope: 'layer', granularity: 'kernel', compensation: 'none' },
+];
+
+export interface Entry {
+  curve: string;
+  ratio: number;
+  metrics: CocoMetrics;
+  params: number;
+  nonzeroParams: number;
+  compression: number;
+  gmacs: number;
+  gmacsEffective: number;
+  gmacRatio: number;
+  channelsRemoved: number;
+  latencyMs: number;
+  denseLatencyMs: number;
+  latencyRatio: number;
+  pruneMs: number;
+  evalSeconds: number;
+}
+
+export interface Results {
+  weights: string;
+  weightsSha256: string;
+  data: string;
+  images: number;
+  adapter: string;
+  latencyImage: string;
+  repeats: number;
+  command: string;
+  date: string;
+  dense: Entry;
+  entries: Entry[];
+}
+
+interface Args {
+  data: string;
+  limit?: number;
+  ratios: number[];
+  repeats: number;
+  resume: boolean;
+  reportOnly: boolean;
+  out: string;
+  curves: Curve[];
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { data: DEFAULT_SPLIT, ratios: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8], repeats: 5, resume: false, reportOnly: false, out: 'results', curves: CURVES };
+  for (let i = 0; i < argv.length; i++) {
+    const v = () => {
+      const x = argv[++i];
+      if (x === undefined) throw new Error(`${argv[i - 1]} needs a value`);
+      return x;
+    };
+    switch (argv[i]) {
+      case '--data': a.data = v(); break;
+      case '--limit': a.limit = Number(v()); break;
+      case '--ratios': a.ratios = v().split(',').map(Number); break;
+      case '--repeats': a.repeats = Number(v()); break;
+      case '--resume': a.resume = true; break;
+      case '--report-only': a.reportOnly = true; break;
+      case '--out': a.out = v(); break;
+      case '--curves': {
+        const names = v().split(';').map((n) => n.trim());
+        a.curves = CURVES.filter((c) => names.includes(c.name));
+        if (a.curves.length !== names.length) throw new Error(`--curves: ';'-separated, from ${CURVES.map((c) => `'${c.name}'`).join('; ')}`);
+        break;
+      }
+      default: throw new Error(`unknown option '${argv[i]}'`);
+    }
+  }
+  if (a.ratios.some((r) => !(r > 0 && r < 1))) throw new Error('--ratios: fractions in (0, 1), comma-separated');
+  if (!(Number.isInteger(a.repeats) && a.repeats >= 1)) throw new Error('--repeats: a positive integer');
+  return a;
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((x, y) => x - y);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+/** Median segment() times of two models, run alternately (after one warm-up each) on one image. */
+async function sideBySide(a: MaskRCNN, b: MaskRCNN, image: RgbImage, repeats: number): Promise<[number, number]> {
+  await a.segment(image);
+  await b.segment(image);
+  const ta: number[] = [];
+  const tb: number[] = [];
+  for (let i = 0; i < repeats; i++) {
+    ta.push((await a.segment(image)).timingsMs.total);
+    tb.push((await b.segment(image)).timingsMs.total);
+  }
+  return [median(ta), median(tb)];
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  if (args.reportOnly) {
+    const r = JSON.parse(await readFile(join(args.out, 'pruning.json'), 'utf8')) as Results;
+    await writeFileAtomic(join(args.out, 'pruning.md'), new TextEncoder().encode(renderMarkdown(r)), { force: true });
+    await writeFileAtomic(join(args.out, 'pruning.svg'), new TextEncoder().encode(renderChart(r)), { force: true });
+    console.log(`wrote ${args.out}/pruning.md, pruning.svg from pruning.json`);
+    return;
+  }
+  const bytes = new Uint8Array(await readFile(BUNDLED_MODEL));
+  const sha = createHash('sha256').update(bytes).digest('hex');
+  const file = await readSafetensorsFile(BUNDLED_MODEL, maskrcnnParseOptions);
+  const split = await loadSplit(args.data, args.limit);
+  const latencyImage = 'models/samples/shapes_2.png';
+  const image = await readImageFile(latencyImage);
+  const ctx = await GpuContext.create();
+  const jsonPath = join(args.out, 'pruning.json');
+  await mkdir(args.out, { recursive: true });
+
+  let previous: Results | undefined;
+  if (args.resume && existsSync(jsonPath)) {
+    const r = JSON.parse(await readFile(jsonPath, 'utf8')) as Results;
+    if (r.weightsSha256 === sha && r.images === split.dataset.images.length) previous = r;
+    else console.log(`${jsonPath} is for other weights or another split: starting over`);
+  }
+  const evaluate = async (model: MaskRCNN) => {
+    const t0 = performance.now();
+    const dets = await predictSplit(model, split);
+    return { metrics: evaluateCoco(split.dataset, dets), seconds: (performance.now() - t0) / 1000 };
+  };
+
+  const dense = await loadMaskRCNN(ctx, file);
+  const results: Results = {
+    weights: 'models/maskgpu-shapes.safetensors',
+    weightsSha256: sha,
+    data: args.data.replace(process.cwd() + '/', ''),
+    images: split.dataset.images.length,
+    adapter: describeAdapter(ctx.report),
+    latencyImage,
+    repeats: args.repeats,
+    command: `npm run experiment${process.argv.length > 2 ? ' -- ' + process.argv.slice(2).join(' ') : ''}`,
+    date: new Date().toISOString().slice(0, 10),
+    dense: previous?.dense ?? (undefined as unknown as Entry),
+    entries: [],
+  };
+  if (!results.dense) {
+    const { metrics, seconds } = await evaluate(dense);
+    const counted = await prune(ctx, file, { ratio: 0 });
+    const s = counted.report.summary;
+    const [t] = await sideBySide(dense, dense, image, args.repeats);
+    results.dense = {
+      curve: 'dense', ratio: 0, metrics, params: s.params.before, nonzeroParams: s.params.nonzeroBefore, compression: 1,
+      gmacs: s.gmacs.before.total, gmacsEffective: s.gmacs.before.total, gmacRatio: 1, channelsRemoved: 0,
+      latencyMs: t, denseLatencyMs: t, latencyRatio: 1, pruneMs: 0, evalSeconds: seconds,
+    };
+  }
+  const d = results.dense;
+  console.log(`dense: mask AP ${d.metrics.maskAP.toFixed(3)} AP50 ${d.metrics.maskAP50.toFixed(3)} | box AP ${d.metrics.boxAP.toFixed(3)} | mean IoU ${d.metrics.meanIoU.toFixed(3)} | ${(d.params / 1e6).toFixed(2)} M params | ${d.gmacs.toFixed(2)} GMAC | ${d.latencyMs.toFixed(0)} ms`);
+
+  const save = () => writeFileAtomic(jsonPath, new TextEncoder().encode(JSON.stringify(results, null, 1) + '\n'), { force: true });
+  for (const curve of args.curves) {
+    for (const ratio of args.ratios) {
+      const done = previous?.entries.find((e) => e.curve === curve.name && e.ratio === ratio);
+      if (done) {
+        results.entries.push(done);
+        continue;
+      }
+      const options: PruneOptions = { ratio, scope: curve.scope, granularity: curve.granularity, compensation: curve.compensation, normalize: curve.normalize ?? 'none' };
+      const t0 = performance.now();
+      const { file: pruned, report } = await prune(ctx, file, options);
+      const pruneMs = performance.now() - t0;
+      const model = await loadMaskRCNN(ctx, pruned);
+      try {
+        const { metrics, seconds } = await evaluate(model);
+        const [tp, td] = await sideBySide(model, dense, image, args.repeats);
+        const s = report.summary;
+        const e: Entry = {
+          curve: curve.name, ratio, metrics,
+          params: s.params.after, nonzeroParams: s.params.nonzeroAfter, compression: s.params.compressionRate,
+          gmacs: s.gmacs.after.total, gmacsEffective: s.gmacs.effectiveAfter.total, gmacRatio: s.gmacs.after.total / s.gmacs.before.total,
+          channelsRemoved: s.channels.removed, latencyMs: tp, denseLatencyMs: td, latencyRatio: tp / td, pruneMs, evalSeconds: seconds,
+        };
+        results.entries.push(e);
+        console.log(
+          `${curve.name.padEnd(26)} ${(ratio * 100).toFixed(0).padStart(2)} %: mask AP ${metrics.maskAP.toFixed(3)} AP50 ${metrics.maskAP50.toFixed(3)} | box AP ${metrics.boxAP.toFixed(3)} | IoU ${metrics.meanIoU.toFixed(3)} | ` +
+            `x${e.compression.toFixed(2)} params | GMAC x${e.gmacRatio.toFixed(3)} | latency x${e.latencyRatio.toFixed(3)} (${tp.toFixed(0)}/${td.toFixed(0)} ms) | eval ${seconds.toFixed(0)} s`,
+        );
+      } finally {
+        model.destroy();
+      }
+      await save();
+    }
+  }
+  dense.destroy();
+  ctx.device.destroy();
+  await save();
+  await writeFileAtomic(join(args.out, 'pruning.md'), new TextEncoder().encode(renderMarkdown(results)), { force: true });
+  await writeFileAtomic(join(args.out, 'pruning.svg'), new TextEncoder().encode(renderChart(results)), { force: true });
+  console.log(`wrote ${args.out}/pruning.json, pruning.md, pruning.svg`);
+}
+
+main().catch((e) => {
+  console.error(`experiment: ${(e as Error).stack ?? e}`);
+  process.exit(1);
+});
