@@ -6,7 +6,8 @@
 // image, so the ratio is measured side by side). Writes results/pruning.{json,md,svg}.
 //
 //   npm run experiment [-- --data DIR] [--limit N] [--ratios 0.1,0.2] [--curves 'global filter;layer kernel'] [--repeats N]
-//                      [--resume] [--report-only] [--out DIR]
+//                      [--resume] [--report-only] [--latency-only] [--out DIR]
+// --latency-only re-times an existing results/pruning.json on a quiet machine (accuracy is deterministic).
 
 import { createHash } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
@@ -15,7 +16,7 @@ import { join } from 'node:path';
 import { describeAdapter } from '../engine/device.ts';
 import { GpuContext } from '../engine/gpu.ts';
 import { loadMaskRCNN, type MaskRCNN, type RgbImage } from '../engine/maskrcnn/model.ts';
-import { prune, type PruneOptions } from '../prune/index.ts';
+import { prune, type PruneOptions, type PruneReport } from '../prune/index.ts';
 import { evaluateCoco, type CocoMetrics } from '../eval/coco.ts';
 import { loadSplit, predictSplit, DEFAULT_SPLIT } from '../bin/eval.ts';
 import { readImageFile } from '../bin/image-io.ts';
@@ -61,6 +62,8 @@ export interface Entry {
   latencyRatio: number;
   pruneMs: number;
   evalSeconds: number;
+  /** Prunable groups left with at most 2 channels: name -> [kept, total]. */
+  nearlyEmptied?: Record<string, [number, number]>;
 }
 
 export interface Results {
@@ -72,6 +75,8 @@ export interface Results {
   latencyImage: string;
   repeats: number;
   command: string;
+  /** Set when the latencies were re-measured separately (--latency-only). */
+  latencyCommand?: string;
   date: string;
   dense: Entry;
   entries: Entry[];
@@ -84,12 +89,13 @@ interface Args {
   repeats: number;
   resume: boolean;
   reportOnly: boolean;
+  latencyOnly: boolean;
   out: string;
   curves: Curve[];
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { data: DEFAULT_SPLIT, ratios: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8], repeats: 5, resume: false, reportOnly: false, out: 'results', curves: CURVES };
+  const a: Args = { data: DEFAULT_SPLIT, ratios: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8], repeats: 5, resume: false, reportOnly: false, latencyOnly: false, out: 'results', curves: CURVES };
   for (let i = 0; i < argv.length; i++) {
     const v = () => {
       const x = argv[++i];
@@ -103,6 +109,7 @@ function parseArgs(argv: string[]): Args {
       case '--repeats': a.repeats = Number(v()); break;
       case '--resume': a.resume = true; break;
       case '--report-only': a.reportOnly = true; break;
+      case '--latency-only': a.latencyOnly = true; break;
       case '--out': a.out = v(); break;
       case '--curves': {
         const names = v().split(';').map((n) => n.trim());
@@ -116,6 +123,10 @@ function parseArgs(argv: string[]): Args {
   if (a.ratios.some((r) => !(r > 0 && r < 1))) throw new Error('--ratios: fractions in (0, 1), comma-separated');
   if (!(Number.isInteger(a.repeats) && a.repeats >= 1)) throw new Error('--repeats: a positive integer');
   return a;
+}
+
+function nearlyEmptied(report: PruneReport): Record<string, [number, number]> {
+  return Object.fromEntries(report.groups.filter((g) => g.prunable && g.kept <= 2 && g.total > 2).map((g) => [g.name, [g.kept, g.total]]));
 }
 
 const median = (xs: number[]) => {
@@ -145,6 +156,7 @@ async function main(): Promise<void> {
     console.log(`wrote ${args.out}/pruning.md, pruning.svg from pruning.json`);
     return;
   }
+  if (args.latencyOnly) return remeasureLatency(args);
   const bytes = new Uint8Array(await readFile(BUNDLED_MODEL));
   const sha = createHash('sha256').update(bytes).digest('hex');
   const file = await readSafetensorsFile(BUNDLED_MODEL, maskrcnnParseOptions);
@@ -216,7 +228,7 @@ async function main(): Promise<void> {
           curve: curve.name, ratio, metrics,
           params: s.params.after, nonzeroParams: s.params.nonzeroAfter, compression: s.params.compressionRate,
           gmacs: s.gmacs.after.total, gmacsEffective: s.gmacs.effectiveAfter.total, gmacRatio: s.gmacs.after.total / s.gmacs.before.total,
-          channelsRemoved: s.channels.removed, latencyMs: tp, denseLatencyMs: td, latencyRatio: tp / td, pruneMs, evalSeconds: seconds,
+          channelsRemoved: s.channels.removed, nearlyEmptied: nearlyEmptied(report), latencyMs: tp, denseLatencyMs: td, latencyRatio: tp / td, pruneMs, evalSeconds: seconds,
         };
         results.entries.push(e);
         console.log(
@@ -235,6 +247,43 @@ async function main(): Promise<void> {
   await writeFileAtomic(join(args.out, 'pruning.md'), new TextEncoder().encode(renderMarkdown(results)), { force: true });
   await writeFileAtomic(join(args.out, 'pruning.svg'), new TextEncoder().encode(renderChart(results)), { force: true });
   console.log(`wrote ${args.out}/pruning.json, pruning.md, pruning.svg`);
+}
+
+/**
+ * Re-measures only the latencies of an existing pruning.json (accuracy is deterministic; timing
+ * needs a quiet machine): each entry is pruned again and timed side by side with the dense model.
+ */
+async function remeasureLatency(args: Args): Promise<void> {
+  const jsonPath = join(args.out, 'pruning.json');
+  const r = JSON.parse(await readFile(jsonPath, 'utf8')) as Results;
+  const file = await readSafetensorsFile(BUNDLED_MODEL, maskrcnnParseOptions);
+  const image = await readImageFile(r.latencyImage);
+  const ctx = await GpuContext.create();
+  const dense = await loadMaskRCNN(ctx, file);
+  const [t] = await sideBySide(dense, dense, image, args.repeats);
+  r.dense.latencyMs = r.dense.denseLatencyMs = t;
+  for (const e of r.entries) {
+    const curve = CURVES.find((c) => c.name === e.curve);
+    if (!curve) throw new Error(`${jsonPath}: unknown curve '${e.curve}'`);
+    const { file: pruned, report } = await prune(ctx, file, { ratio: e.ratio, scope: curve.scope, granularity: curve.granularity, compensation: curve.compensation, normalize: curve.normalize ?? 'none' });
+    e.nearlyEmptied = nearlyEmptied(report);
+    const model = await loadMaskRCNN(ctx, pruned);
+    try {
+      [e.latencyMs, e.denseLatencyMs] = await sideBySide(model, dense, image, args.repeats);
+      e.latencyRatio = e.latencyMs / e.denseLatencyMs;
+    } finally {
+      model.destroy();
+    }
+    console.log(`${e.curve.padEnd(32)} ${(e.ratio * 100).toFixed(0).padStart(2)} %: latency x${e.latencyRatio.toFixed(3)} (${e.latencyMs.toFixed(0)}/${e.denseLatencyMs.toFixed(0)} ms), GMAC x${e.gmacRatio.toFixed(3)}`);
+  }
+  dense.destroy();
+  ctx.device.destroy();
+  r.repeats = args.repeats;
+  r.latencyCommand = `npm run experiment -- --latency-only --repeats ${args.repeats}`;
+  await writeFileAtomic(jsonPath, new TextEncoder().encode(JSON.stringify(r, null, 1) + '\n'), { force: true });
+  await writeFileAtomic(join(args.out, 'pruning.md'), new TextEncoder().encode(renderMarkdown(r)), { force: true });
+  await writeFileAtomic(join(args.out, 'pruning.svg'), new TextEncoder().encode(renderChart(r)), { force: true });
+  console.log(`re-measured ${r.entries.length} latencies into ${jsonPath}, pruning.md, pruning.svg`);
 }
 
 main().catch((e) => {
