@@ -39,11 +39,11 @@ export const CURVES: Curve[] = [
   { name: 'layer filter', scope: 'layer', granularity: 'filter', compensation: 'carrier' },
   { name: 'global filter, no comp.', scope: 'global', granularity: 'filter', compensation: 'none' },
   { name: 'layer filter, no comp.', scope: 'layer', granularity: 'filter', compensation: 'none' },
-  { name: 'global filter, bias fold', scope: 'global', granularity: 'filter', compensation: 'bias' },
   { name: 'global kernel', scope: 'global', granularity: 'kernel', compensation: 'carrier' },
   { name: 'layer kernel', scope: 'layer', granularity: 'kernel', compensation: 'carrier' },
   { name: 'global kernel, no comp.', scope: 'global', granularity: 'kernel', compensation: 'none' },
   { name: 'layer kernel, no comp.', scope: 'layer', granularity: 'kernel', compensation: 'none' },
+  { name: 'layer filter, bias fold', scope: 'layer', granularity: 'filter', compensation: 'bias' },
 ];
 
 export interface Entry {
@@ -188,7 +188,8 @@ async function main(): Promise<void> {
     adapter: describeAdapter(ctx.report),
     latencyImage,
     repeats: args.repeats,
-    command: `npm run experiment${process.argv.length > 2 ? ' -- ' + process.argv.slice(2).join(' ') : ''}`,
+    // --resume only continues an interrupted run: the command that reproduces it is the same without.
+    command: ['npm run experiment', ...(process.argv.length > 2 ? ['--', ...process.argv.slice(2).filter((a) => a !== '--resume')] : [])].join(' ').replace(/ --$/, ''),
     date: new Date().toISOString().slice(0, 10),
     dense: previous?.dense ?? (undefined as unknown as Entry),
     entries: [],
