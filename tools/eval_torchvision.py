@@ -214,19 +214,13 @@ def evaluate_model(model, folder: str, limit: Optional[int] = None) -> Dict[str,
 
 
 def load_torchvision_model(weights: str):
-    """The safetensors file as a torchvision model (F16 -> F32), set up as the engine runs it."""
-    from export_torchvision import architecture_from_state_dict
-    from maskrcnn_models import build_maskrcnn, resize_current_rule
+    """The safetensors file as a torchvision model (F16 -> F32), set up as the engine runs it. Every
+    layer takes the width its tensors have, so pruned (compacted) files load too."""
+    from check_pruned import build_from_shapes
     from safetensors_io import load_file
 
     tensors, meta = load_file(weights)
-    sd = {k: v.float() for k, v in tensors.items()}
-    eps = float(json.loads(meta.get("eps", "1e-5")))
-    model = build_maskrcnn(min_size=int(meta.get("min_size", 800)), max_size=int(meta.get("max_size", 1333)),
-                           eps=eps, **architecture_from_state_dict(sd))
-    model.load_state_dict(sd, strict=True)
-    model.eval()
-    resize_current_rule(model)
+    model = build_from_shapes({k: v.float() for k, v in tensors.items()}, meta)
     classes = json.loads(meta["classes"]) if "classes" in meta else None
     return model, classes
 
