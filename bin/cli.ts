@@ -10,8 +10,9 @@ import { evalCommand } from './eval.ts';
 const USAGE = `usage: maskgpu <command>
 
 commands:
-  segment IMAGE... [--weights W.safetensors] [--out DIR] [--score-thresh S] [--min-size N] [--max-size N] [--verbose]
-                  detections (JSON, COCO RLE masks) and an overlay PNG per image
+  segment IMAGE... [--weights W.safetensors] [--out DIR] [--force] [--score-thresh S] [--min-size N] [--max-size N]
+          [--detections-per-image N] [--max-megapixels N] [--verbose]   (maskgpu segment --help: all options)
+                  detections (JSON, COCO RLE masks) and an overlay PNG per image; existing outputs need --force
   prune --weights IN --ratio R --out OUT [--scope global|layer] [--granularity filter|kernel] [--mode compact|mask]
         [--round-to N] [--normalize none|mean|fanin] [--report R.json] [--force]   (maskgpu prune --help: all options)
                   L1-norm filter pruning on the GPU; writes narrower weights the engine runs natively

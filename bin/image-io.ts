@@ -1,5 +1,6 @@
-// Image files in and out for the CLI (Node only): PNG via pngjs and JPEG via jpeg-js, decoded to
-// 8-bit RGB the way a torchvision user's `Image.open(path).convert('RGB')` sees them:
+// Image files in and out for the CLI (Node only): PNG (8-bit non-interlaced ones decoded here, the
+// rest via pngjs) and JPEG via jpeg-js, decoded to 8-bit RGB the way a torchvision user's
+// `Image.open(path).convert('RGB')` sees them:
 // - alpha is dropped, not composited (PIL's RGBA->RGB conversion keeps the colour channels);
 //   for the same reason a PNG tRNS colour key is ignored (pngjs would otherwise zero those pixels);
 // - grayscale is replicated into R, G and B; palette PNGs are expanded; 1/2/4-bit grayscale is
@@ -8,7 +9,11 @@
 //   the high byte instead, so the two may differ by 1);
 // - Adobe CMYK and YCCK JPEGs are converted to RGB by jpeg-js; EXIF orientation is not applied
 //   (PIL's Image.open does not apply it either).
-// Decoding refuses images over MAX_MEGAPIXELS so a hostile header cannot exhaust memory.
+// Decoding refuses images over a pixel limit (MAX_MEGAPIXELS by default, `maxMegapixels` /
+// `--max-megapixels` to change it) before allocating anything, so a hostile header cannot exhaust
+// memory, and refuses PNG data that inflates past what the header's size allows (a
+// decompression bomb). Decoding peaks at about 9 bytes a pixel for 8-bit PNGs (the usual kind,
+// decoded here) and 15 for the others (pngjs): 0.9 to 1.5 GB at the default limit.
 
 import { readFile } from 'node:fs/promises';
 import * as jpeg from 'jpeg-js';
@@ -27,10 +32,21 @@ export class ImageDecodeError extends Error {
   override name = 'ImageDecodeError';
 }
 
-/** Largest image decoded (width * height), for PNG and JPEG alike. */
+/** Largest image decoded by default (width * height / 1e6), for PNG and JPEG alike. */
 export const MAX_MEGAPIXELS = 100;
-/** jpeg-js's own cap on the memory it allocates while decoding. */
+/** jpeg-js's own cap on the memory it allocates while decoding, at the default pixel limit. */
 export const MAX_JPEG_MEMORY_MB = 1024;
+
+export interface DecodeOptions {
+  /** Refuse images over this many million pixels (default MAX_MEGAPIXELS). */
+  maxMegapixels?: number;
+}
+
+function pixelLimit(options: DecodeOptions): number {
+  const mp = options.maxMegapixels ?? MAX_MEGAPIXELS;
+  if (!(mp > 0)) throw new Error(`maxMegapixels must be a positive number, got ${mp}`);
+  return mp;
+}
 
 const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
 
@@ -54,21 +70,23 @@ function guessOtherFormat(bytes: Uint8Array): string {
   return '';
 }
 
-function checkDimensions(name: string, kind: string, width: number, height: number): void {
+function checkDimensions(name: string, kind: string, width: number, height: number, maxMegapixels: number): void {
   if (width === 0 || height === 0) throw new ImageDecodeError(`${name}: the ${kind} is ${width}x${height} pixels; an image needs at least one pixel`);
   const mp = (width * height) / 1e6;
-  if (mp > MAX_MEGAPIXELS) {
+  if (mp > maxMegapixels) {
     throw new ImageDecodeError(
-      `${name}: the ${kind} declares ${width}x${height} pixels (${mp.toFixed(1)} MP), over maskgpu's limit of ${MAX_MEGAPIXELS} MP; downscale it first`,
+      `${name}: the ${kind} declares ${width}x${height} pixels (${mp.toFixed(1)} MP), over maskgpu's limit of ${maxMegapixels} MP ` +
+        `(decoding takes up to 15 bytes a pixel; --max-megapixels changes the limit); downscale it first`,
     );
   }
 }
 
 /** Decodes a PNG or JPEG (detected by its magic bytes, not its name) to 8-bit RGB. */
-export function decodeImage(bytes: Uint8Array, name = 'image'): RgbImage {
+export function decodeImage(bytes: Uint8Array, name = 'image', options: DecodeOptions = {}): RgbImage {
+  const maxMegapixels = pixelLimit(options);
   if (bytes.length === 0) throw new ImageDecodeError(`${name}: the file is empty (0 bytes)`);
-  if (startsWith(bytes, PNG_SIGNATURE)) return decodePng(bytes, name);
-  if (startsWith(bytes, [0xff, 0xd8, 0xff])) return decodeJpeg(bytes, name);
+  if (startsWith(bytes, PNG_SIGNATURE)) return decodePng(bytes, name, maxMegapixels);
+  if (startsWith(bytes, [0xff, 0xd8, 0xff])) return decodeJpeg(bytes, name, maxMegapixels);
   const head = Array.from(bytes.subarray(0, 8), (b) => b.toString(16).padStart(2, '0')).join(' ');
   throw new ImageDecodeError(`${name}: not a PNG or JPEG file (starts with ${head})${guessOtherFormat(bytes)}; maskgpu reads PNG and JPEG`);
 }
@@ -96,7 +114,7 @@ function crc32(bytes: Uint8Array): number {
  * ignores trailing bytes, pngjs rejects them) and drops tRNS chunks so pngjs does not zero the
  * colour of key-transparent pixels (the alpha is dropped anyway).
  */
-function checkedPngChunks(bytes: Uint8Array, name: string): Uint8Array {
+function checkedPngChunks(bytes: Uint8Array, name: string, maxInflatedBytes: number): { cleaned: Uint8Array; scanlines: Uint8Array } {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const keep: Uint8Array[] = [bytes.subarray(0, 8)];
   let at = 8;
@@ -123,27 +141,91 @@ function checkedPngChunks(bytes: Uint8Array, name: string): Uint8Array {
   }
   // pngjs's synchronous inflate does not always report a damaged stream (seen: a stored block
   // turned into an invalid block type decoded "fine" in some runs), so zlib checks it first.
+  let scanlines: Uint8Array;
   try {
-    inflateSync(Buffer.concat(idat));
+    scanlines = inflateSync(Buffer.concat(idat), { maxOutputLength: maxInflatedBytes });
   } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
+      throw new ImageDecodeError(`${name}: the PNG's image data inflates past the ${maxInflatedBytes} bytes its size allows (a decompression bomb or a corrupt file)`);
+    }
     throw new ImageDecodeError(`${name}: corrupt or truncated PNG (zlib: ${(e as Error).message})`);
   }
-  if (!droppedTrns && at === bytes.length) return bytes;
+  if (!droppedTrns && at === bytes.length) return { cleaned: bytes, scanlines };
   const out = new Uint8Array(keep.reduce((n, c) => n + c.length, 0));
   let o = 0;
   for (const c of keep) {
     out.set(c, o);
     o += c.length;
   }
-  return out;
+  return { cleaned: out, scanlines };
 }
 
-function decodePng(bytes: Uint8Array, name: string): RgbImage {
-  // IHDR is always the first chunk: length(4) 'IHDR'(4) width(4) height(4) at offset 8.
+/**
+ * 8-bit, non-interlaced gray, gray+alpha, RGB and RGBA (what cameras, browsers and most tools
+ * write) straight from the inflated scanlines to RGB: PNG's five row filters undone in place,
+ * then alpha dropped or gray replicated. About 9 bytes a pixel at the peak, where pngjs (RGBA
+ * output, its own inflate) takes about 15; every other PNG goes through pngjs.
+ */
+function decodePlainPng(scanlines: Uint8Array, width: number, height: number, channels: number, name: string): Uint8Array {
+  const stride = width * channels;
+  if (scanlines.length < height * (stride + 1)) {
+    throw new ImageDecodeError(`${name}: corrupt or truncated PNG (its image data has ${scanlines.length} bytes, ${width}x${height} needs ${height * (stride + 1)})`);
+  }
+  const rgb = new Uint8Array(width * height * 3);
+  for (let y = 0; y < height; y++) {
+    const row = y * (stride + 1) + 1;
+    const prior = row - stride - 1; // the previous row's first byte (unused for y = 0)
+    const filter = scanlines[row - 1];
+    const line = scanlines.subarray(row, row + stride);
+    if (filter === 1) for (let i = channels; i < stride; i++) line[i] += line[i - channels];
+    else if (filter === 2 && y > 0) for (let i = 0; i < stride; i++) line[i] += scanlines[prior + i];
+    else if (filter === 3) {
+      for (let i = 0; i < stride; i++) line[i] += ((i >= channels ? line[i - channels] : 0) + (y > 0 ? scanlines[prior + i] : 0)) >> 1;
+    } else if (filter === 4) {
+      for (let i = 0; i < stride; i++) {
+        const a = i >= channels ? line[i - channels] : 0;
+        const b = y > 0 ? scanlines[prior + i] : 0;
+        const c = i >= channels && y > 0 ? scanlines[prior + i - channels] : 0;
+        const p = a + b - c;
+        const pa = Math.abs(p - a);
+        const pb = Math.abs(p - b);
+        const pc = Math.abs(p - c);
+        line[i] += pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
+      }
+    } else if (filter > 4) throw new ImageDecodeError(`${name}: corrupt PNG (row ${y} has filter type ${filter}; PNG has 0 to 4)`);
+    const out = y * width * 3;
+    if (channels === 3) rgb.set(line, out);
+    else {
+      const color = channels >= 3; // 4: RGBA; 1, 2: gray (+ alpha)
+      for (let x = 0, i = 0, o = out; x < width; x++, i += channels, o += 3) {
+        rgb[o] = line[i];
+        rgb[o + 1] = line[color ? i + 1 : i];
+        rgb[o + 2] = line[color ? i + 2 : i];
+      }
+    }
+  }
+  return rgb;
+}
+
+/**
+ * Bytes of filtered scanlines a PNG of this header inflates to, with room for Adam7 interlacing
+ * (7 passes: at most 7 more filter bytes and 7 more partial bytes per row).
+ */
+function maxScanlineBytes(width: number, height: number, bitDepth: number, colorType: number): number {
+  const channels = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 }[colorType] ?? 4;
+  return height * (1 + Math.ceil((width * channels * bitDepth) / 8)) + 14 * (height + 8);
+}
+
+function decodePng(bytes: Uint8Array, name: string, maxMegapixels: number): RgbImage {
+  // IHDR is always the first chunk: length(4) 'IHDR'(4) width(4) height(4) depth(1) colour type(1) at offset 8.
   if (bytes.length < 33 || ascii(bytes, 12, 4) !== 'IHDR') throw new ImageDecodeError(`${name}: corrupt or truncated PNG (no IHDR header chunk)`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  checkDimensions(name, 'PNG', view.getUint32(16), view.getUint32(20));
-  const cleaned = checkedPngChunks(bytes, name);
+  const [width, height] = [view.getUint32(16), view.getUint32(20)];
+  checkDimensions(name, 'PNG', width, height, maxMegapixels);
+  const [depth, colorType, compression, filterMethod, interlace] = bytes.subarray(24, 29);
+  const { cleaned, scanlines } = checkedPngChunks(bytes, name, maxScanlineBytes(width, height, Math.min(depth, 16), colorType));
+  const plainChannels = ({ 0: 1, 2: 3, 4: 2, 6: 4 } as Record<number, number>)[colorType];
+  if (depth === 8 && interlace === 0 && compression === 0 && filterMethod === 0 && plainChannels) return { width, height, data: decodePlainPng(scanlines, width, height, plainChannels, name) };
   let png: PNG;
   try {
     // CRCs were checked above.
@@ -151,9 +233,8 @@ function decodePng(bytes: Uint8Array, name: string): RgbImage {
   } catch (e) {
     throw new ImageDecodeError(`${name}: corrupt or truncated PNG (pngjs: ${(e as Error).message})`);
   }
-  const { width, height } = png;
   const rgba = png.data; // pngjs always hands back 8-bit RGBA after normalising
-  if (rgba.length < width * height * 4) throw new ImageDecodeError(`${name}: corrupt PNG (pngjs returned ${rgba.length} bytes for ${width}x${height} RGBA)`);
+  if (png.width !== width || png.height !== height || rgba.length < width * height * 4) throw new ImageDecodeError(`${name}: corrupt PNG (pngjs returned ${rgba.length} bytes for ${width}x${height} RGBA)`);
   const data = new Uint8Array(width * height * 3);
   for (let i = 0, j = 0; j < data.length; i += 4, j += 3) {
     data[j] = rgba[i];
@@ -195,22 +276,23 @@ function endsBeforeEndOfImage(bytes: Uint8Array): boolean {
   return sos >= 0;
 }
 
-function decodeJpeg(bytes: Uint8Array, name: string): RgbImage {
+function decodeJpeg(bytes: Uint8Array, name: string, maxMegapixels: number): RgbImage {
   const frame = jpegFrameSize(bytes);
-  if (frame) checkDimensions(name, 'JPEG', frame.width, frame.height);
+  if (frame) checkDimensions(name, 'JPEG', frame.width, frame.height, maxMegapixels);
+  const maxMemoryUsageInMB = Math.max(MAX_JPEG_MEMORY_MB, Math.ceil((MAX_JPEG_MEMORY_MB * maxMegapixels) / MAX_MEGAPIXELS));
   let decoded: { width: number; height: number; data: Uint8Array };
   try {
     decoded = jpeg.decode(bytes, {
       useTArray: true,
       formatAsRGBA: false,
-      maxResolutionInMP: MAX_MEGAPIXELS,
-      maxMemoryUsageInMB: MAX_JPEG_MEMORY_MB,
+      maxResolutionInMP: maxMegapixels,
+      maxMemoryUsageInMB,
     });
   } catch (e) {
     const message = (e as Error).message ?? String(e);
     if (/maxResolutionInMP|maxMemoryUsageInMB|allocate/.test(message)) {
       throw new ImageDecodeError(
-        `${name}: JPEG too large to decode (jpeg-js: ${message}); maskgpu's limits are ${MAX_MEGAPIXELS} MP and ${MAX_JPEG_MEMORY_MB} MB of decoder memory`,
+        `${name}: JPEG too large to decode (jpeg-js: ${message}); maskgpu's limits are ${maxMegapixels} MP and ${maxMemoryUsageInMB} MB of decoder memory`,
       );
     }
     if (/4 components/.test(message)) {
@@ -222,7 +304,7 @@ function decodeJpeg(bytes: Uint8Array, name: string): RgbImage {
     if (endsBeforeEndOfImage(bytes)) throw new ImageDecodeError(`${name}: truncated JPEG (the file ends before its end-of-image marker; jpeg-js: ${message})`);
     throw new ImageDecodeError(`${name}: corrupt or truncated JPEG (jpeg-js: ${message})`);
   }
-  checkDimensions(name, 'JPEG', decoded.width, decoded.height);
+  checkDimensions(name, 'JPEG', decoded.width, decoded.height, maxMegapixels);
   if (decoded.data.length !== decoded.width * decoded.height * 3) {
     throw new ImageDecodeError(`${name}: corrupt JPEG (jpeg-js returned ${decoded.data.length} bytes for ${decoded.width}x${decoded.height} RGB)`);
   }
@@ -230,7 +312,7 @@ function decodeJpeg(bytes: Uint8Array, name: string): RgbImage {
 }
 
 /** Reads and decodes an image file; an unreadable file is an ImageDecodeError naming the path. */
-export async function readImageFile(path: string): Promise<RgbImage> {
+export async function readImageFile(path: string, options: DecodeOptions = {}): Promise<RgbImage> {
   let bytes: Uint8Array;
   try {
     bytes = await readFile(path);
@@ -239,7 +321,7 @@ export async function readImageFile(path: string): Promise<RgbImage> {
     const why = err.code === 'ENOENT' ? 'no such file' : err.code === 'EISDIR' ? 'is a directory, not an image file' : err.message;
     throw new ImageDecodeError(`${path}: cannot read the image: ${why}`);
   }
-  return decodeImage(bytes, path);
+  return decodeImage(bytes, path, options);
 }
 
 /** Encodes 8-bit RGB as a PNG (colour type 2, no alpha). */

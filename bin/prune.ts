@@ -118,6 +118,10 @@ async function exists(path: string): Promise<boolean> {
   return stat(path).then(() => true, () => false);
 }
 
+async function isDirectory(path: string): Promise<boolean> {
+  return stat(path).then((s) => s.isDirectory(), () => false);
+}
+
 export async function pruneCommand(argv: string[]): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
     console.log(PRUNE_USAGE);
@@ -126,6 +130,7 @@ export async function pruneCommand(argv: string[]): Promise<number> {
   const args = parsePruneArgs(argv);
   for (const [flag, path] of [['--out', args.out], ['--report', args.report]] as const) {
     if (path && (await sameFile(path, args.weights))) throw new Error(`${flag} ${path} is the input weights file: write the result somewhere else (the input is never overwritten)`);
+    if (path && (await isDirectory(path))) throw new Error(`${flag} ${path} is a directory: give a file name`);
     if (path && !args.force && (await exists(path))) throw new Error(`${path} already exists; pass --force to overwrite it`);
   }
   if (args.report && resolve(args.report) === resolve(args.out)) throw new Error('--report and --out name the same file');

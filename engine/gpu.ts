@@ -75,10 +75,10 @@ export class GpuContext {
   }
 
   /** Throws a clear error when the device is gone, instead of failing inside a kernel. */
-  assertAlive(): void {
+  assertAlive(what?: string): void {
     if (this.lostInfo) {
       throw new GpuError(
-        `the WebGPU device was lost (${this.lostInfo.reason || 'unknown'}${this.lostInfo.message ? `: ${this.lostInfo.message}` : ''}); ` +
+        `${what ? `${what}: ` : ''}the WebGPU device was lost (${this.lostInfo.reason || 'unknown'}${this.lostInfo.message ? `: ${this.lostInfo.message}` : ''}); ` +
           'acquire a new device and rebuild the model',
       );
     }
@@ -245,12 +245,24 @@ export class GpuContext {
     } catch (e) {
       thrown = e;
     }
-    const [validation, oom, internal] = [await d.popErrorScope(), await d.popErrorScope(), await d.popErrorScope()];
-    if (thrown) throw thrown;
+    // A device lost mid-call rejects its pending work with a bare AbortError and may reject the
+    // pops too: report the loss itself, which says what to do.
+    let scopes: Array<GPUError | null> = [null, null, null];
+    try {
+      scopes = [await d.popErrorScope(), await d.popErrorScope(), await d.popErrorScope()];
+    } catch (e) {
+      thrown ??= e;
+    }
+    const [validation, oom, internal] = scopes;
+    if (thrown) {
+      if (!this.lostInfo && (thrown as Error)?.name === 'AbortError') await Promise.race([d.lost, new Promise((r) => setTimeout(r, 100))]);
+      this.assertAlive(what);
+      throw thrown;
+    }
     if (oom) throw new GpuError(`${what}: out of GPU memory (${oom.message}); use a smaller input size or free other models`);
     if (validation) throw new GpuError(`${what}: WebGPU validation error: ${validation.message}`);
     if (internal) throw new GpuError(`${what}: WebGPU internal error: ${internal.message}`);
-    this.assertAlive();
+    this.assertAlive(what);
     return result as T;
   }
 

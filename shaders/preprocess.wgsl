@@ -7,6 +7,10 @@
 // correctly rounded. The resize follows ATen's upsample_bilinear2d: src = scale * (d + 0.5) - 0.5
 // clamped at 0, i0 = min(floor(src), in - 1), i1 = i0 + (i0 < in - 1), l1 = clamp(src - i0, 0, 1),
 // height weights outside, width weights inside; scale = float32(in / out) comes from the CPU.
+//
+// One dispatch writes a band of output rows [row_start, row_start + rows) (all 3 channels) and
+// reads `rgb`, a window of the image starting at its u32 word `word_start`: an image larger than
+// a storage binding is split into bands, each with the input rows it samples.
 
 const WG: u32 = 64u;
 
@@ -20,6 +24,9 @@ struct Params {
   scale_h: f32,    // fround(in_h / out_h)
   scale_w: f32,
   row_pitch: u32,
+  row_start: u32,  // first padded output row of this band
+  rows: u32,       // output rows in this band
+  word_start: u32, // the image's u32 word held at rgb[0]
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -29,7 +36,7 @@ struct Params {
 
 fn pixel(c: u32, y: u32, x: u32) -> f32 {
   let byte_index = (y * params.in_w + x) * 3u + c;
-  let v = (rgb[byte_index >> 2u] >> ((byte_index & 3u) * 8u)) & 0xffu;
+  let v = (rgb[(byte_index >> 2u) - params.word_start] >> ((byte_index & 3u) * 8u)) & 0xffu;
   return normalized[c * 256u + v];
 }
 
@@ -53,15 +60,16 @@ fn source_taps(d: u32, in_size: u32, out_size: u32, scale: f32) -> Taps {
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let index = gid.y * params.row_pitch + gid.x;
-  let plane = params.padded_h * params.padded_w;
-  if (index >= 3u * plane) {
+  let band_index = gid.y * params.row_pitch + gid.x;
+  let band_plane = params.rows * params.padded_w;
+  if (band_index >= 3u * band_plane) {
     return;
   }
-  let c = index / plane;
-  let r = index - c * plane;
-  let y = r / params.padded_w;
-  let x = r - y * params.padded_w;
+  let c = band_index / band_plane;
+  let r = band_index - c * band_plane;
+  let y = params.row_start + r / params.padded_w;
+  let x = r % params.padded_w;
+  let index = (c * params.padded_h + y) * params.padded_w + x;
   if (y >= params.out_h || x >= params.out_w) {
     output[index] = 0.0;
     return;

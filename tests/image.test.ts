@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32, deflateSync } from 'node:zlib';
 import * as jpeg from 'jpeg-js';
+import { PNG } from 'pngjs';
 import { decodeImage, encodePng, ImageDecodeError, readImageFile, type RgbImage } from '../bin/image-io.ts';
 import { drawText, textSize } from '../bin/font.ts';
 import { renderOverlay, type OverlayDetection } from '../bin/overlay.ts';
@@ -29,7 +30,36 @@ function chunk(type: string, data: Uint8Array): Uint8Array {
   return out;
 }
 
-interface PngSpec { width: number; height: number; colorType: 0 | 2 | 3 | 4 | 6; depth: 1 | 2 | 4 | 8 | 16; samples: number[]; plte?: number[]; trns?: number[] }
+interface PngSpec {
+  width: number;
+  height: number;
+  colorType: 0 | 2 | 3 | 4 | 6;
+  depth: 1 | 2 | 4 | 8 | 16;
+  samples: number[];
+  plte?: number[];
+  trns?: number[];
+  /** Row filter types (0 none, 1 sub, 2 up, 3 average, 4 paeth), cycled over the rows; default all 0. */
+  filters?: number[];
+}
+
+/** PNG's row filters (spec section 9) on 8-bit rows, encoding side: each byte minus its predictor. */
+function filterRows(raw: Uint8Array, rowBytes: number, height: number, bpp: number, filters: number[]): void {
+  const unfiltered = raw.slice();
+  for (let y = 0; y < height; y++) {
+    const at = y * (rowBytes + 1);
+    const f = filters[y % filters.length];
+    raw[at] = f;
+    for (let i = 0; i < rowBytes; i++) {
+      const a = i >= bpp ? unfiltered[at + 1 + i - bpp] : 0;
+      const b = y > 0 ? unfiltered[at - rowBytes + i] : 0;
+      const c = i >= bpp && y > 0 ? unfiltered[at - rowBytes + i - bpp] : 0;
+      const p = a + b - c;
+      const paeth = Math.abs(p - a) <= Math.abs(p - b) && Math.abs(p - a) <= Math.abs(p - c) ? a : Math.abs(p - b) <= Math.abs(p - c) ? b : c;
+      const predictor = [0, a, b, (a + b) >> 1, paeth][f];
+      raw[at + 1 + i] = (unfiltered[at + 1 + i] - predictor) & 255;
+    }
+  }
+}
 
 /** samples: row-major, channels interleaved, at the PNG's bit depth (packed MSB first below 8). */
 function makePng(s: PngSpec): Uint8Array {
@@ -44,6 +74,10 @@ function makePng(s: PngSpec): Uint8Array {
       else if (s.depth === 8) raw[at + k] = v;
       else raw[at + ((k * s.depth) >> 3)] |= v << (8 - s.depth - ((k * s.depth) & 7));
     }
+  }
+  if (s.filters) {
+    if (s.depth !== 8) throw new Error('makePng: filters are written for 8-bit samples only');
+    filterRows(raw, rowBytes, s.height, channels, s.filters);
   }
   const ihdr = new Uint8Array(13);
   new DataView(ihdr.buffer).setUint32(0, s.width);
@@ -91,6 +125,22 @@ png('grayscale and grayscale+alpha are replicated into R, G, B', () => {
   const ga = randomBytes(4, 3 * 3 * 2);
   const want = ga.filter((_, i) => i % 2 === 0).flatMap((g) => [g, g, g]);
   assert.equal(Array.from(decodeImage(makePng({ width: 3, height: 3, colorType: 4, depth: 8, samples: ga })).data), want);
+});
+png('every row filter (none, sub, up, average, paeth) on 8-bit gray, gray+alpha, RGB and RGBA decodes exactly, as pngjs does', () => {
+  for (const [colorType, channels] of [[0, 1], [4, 2], [2, 3], [6, 4]] as const) {
+    const [w, h] = [13, 11];
+    const samples = randomBytes(30 + colorType, w * h * channels);
+    const bytes = makePng({ width: w, height: h, colorType, depth: 8, samples, filters: [0, 1, 2, 3, 4, 4, 3, 2, 1] });
+    const want = Array.from({ length: w * h }, (_, p) => (channels >= 3 ? [0, 1, 2] : [0, 0, 0]).map((c) => samples[p * channels + c])).flat();
+    assert.equal(Array.from(decodeImage(bytes).data), want, `colour type ${colorType}`);
+    const viaPngjs = PNG.sync.read(Buffer.from(bytes));
+    assert.equal(Array.from(viaPngjs.data).filter((_, i) => i % 4 !== 3), want, `pngjs agrees on colour type ${colorType}`);
+  }
+  expectDecodeError(
+    makePng({ width: 4, height: 2, colorType: 2, depth: 8, samples: randomBytes(31, 24), filters: [0, 5] }),
+    /corrupt PNG \(row 1 has filter type 5; PNG has 0 to 4\)/,
+    'filter type 5',
+  );
 });
 png('1/2/4-bit grayscale is scaled to 0..255 like PIL (v * 255 / (2^d - 1))', () => {
   for (const depth of [1, 2, 4] as const) {
@@ -154,6 +204,27 @@ png('corrupt, truncated, empty, zero-size and oversized PNGs are clear ImageDeco
   new DataView(huge.buffer).setUint32(16, 100000);
   new DataView(huge.buffer).setUint32(20, 50000);
   expectDecodeError(huge, /100000x50000 pixels \(5000\.0 MP\), over maskgpu's limit of 100 MP/, 'huge IHDR');
+});
+png('a decompression bomb (16x16 declared, 5 MB of zeros inflated) is refused before pngjs sees it', () => {
+  const good = makePng({ width: 16, height: 16, colorType: 2, depth: 8, samples: randomBytes(14, 16 * 16 * 3) });
+  const ihdr = good.subarray(8, 8 + 25);
+  const bomb = new Uint8Array(Buffer.concat([good.subarray(0, 8), ihdr, chunk('IDAT', deflateSync(Buffer.alloc(5_000_000))), chunk('IEND', new Uint8Array(0))]));
+  assert.ok(bomb.length < 10_000, `${bomb.length}-byte file`);
+  const before = process.memoryUsage().arrayBuffers;
+  expectDecodeError(bomb, /image data inflates past the \d+ bytes its size allows \(a decompression bomb or a corrupt file\)/, 'bomb');
+  assert.ok(process.memoryUsage().arrayBuffers - before < 4_000_000, 'the 5 MB were never inflated');
+});
+png('the pixel limit is an option: over it PNG and JPEG are refused naming the limit and the flag', () => {
+  const png = makePng({ width: 2000, height: 600, colorType: 0, depth: 8, samples: new Array(2000 * 600).fill(9) });
+  assert.equal([decodeImage(png).width, decodeImage(png, 'x', { maxMegapixels: 1.2 }).height], [2000, 600]);
+  assert.throws(
+    () => decodeImage(png, 'big.png', { maxMegapixels: 1 }),
+    (e: Error) => e instanceof ImageDecodeError && /big\.png: the PNG declares 2000x600 pixels \(1\.2 MP\), over maskgpu's limit of 1 MP .*--max-megapixels/.test(e.message),
+  );
+  const jpg = blockJpeg(1600, 800, [new Array(200 * 100).fill(100)]);
+  assert.is(decodeImage(jpg).width, 1600);
+  assert.throws(() => decodeImage(jpg, 'big.jpg', { maxMegapixels: 0.5 }), /big\.jpg: the JPEG declares 1600x800 pixels \(1\.3 MP\), over maskgpu's limit of 0\.5 MP/);
+  assert.throws(() => decodeImage(jpg, 'x', { maxMegapixels: 0 }), /maxMegapixels must be a positive number/);
 });
 png('random bytes and other formats are named as such', () => {
   const e = expectDecodeError(Uint8Array.from(randomBytes(12, 64)), /not a PNG or JPEG file \(starts with [0-9a-f]{2}( [0-9a-f]{2}){7}\); maskgpu reads PNG and JPEG/, 'random');

@@ -37,9 +37,13 @@ test.test('plans are cached per size, least recently used first out', async (ctx
   const b = goldenCase(1).image;
   await model.segment(a);
   const withA = ctx.memory.buffers;
-  await model.segment(b);
+  const first = await model.segment(b);
   await model.segment(a);
   assert.is(ctx.memory.buffers, withA, 'one plan alive at a time');
+  model.maxCachedPlans = 0; // still keeps the plan it builds for the call
+  assert.equal((await model.segment(b)).detections, first.detections);
+  await model.segment(a);
+  assert.is(ctx.memory.buffers, withA);
   model.destroy();
 });
 

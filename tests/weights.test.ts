@@ -3,6 +3,8 @@
 // and the Mask R-CNN mapping on a seeded narrow model: shapes -> channel counts, legacy names, BN
 // folding against a float64 conv-then-BN reference, and each model error naming its key.
 
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -295,6 +297,28 @@ io('writeFileAtomic refuses to overwrite without force; readSafetensorsFile name
     await rejectsWith(readSafetensorsFile(join(dir, 'bad.safetensors')), [/bad\.safetensors: file is 3 bytes/], SafetensorsError);
   } finally {
     await rm(dir, { recursive: true, force: true });
+  }
+});
+
+io('writeFileAtomic: a write that fails midway (file size limit, as a full disk) leaves the target as it was and no temporary file', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'maskgpu-weights-'));
+  try {
+    writeFileSync(join(dir, 'old.safetensors'), 'previous');
+    // A child process under `ulimit -f 64` (64 KiB): writing 1 MiB fails with EFBIG after a partial write.
+    const script = `const { writeFileAtomic } = await import('./weights-loader/node.ts');
+      for (const [name, force] of [['new.safetensors', false], ['old.safetensors', true]]) {
+        await writeFileAtomic(${JSON.stringify(dir)} + '/' + name, new Uint8Array(1 << 20), { force }).then(() => console.log('WROTE'), (e) => console.log(e.message));
+      }`;
+    const r = spawnSync('bash', ['-c', 'ulimit -f 64; exec "$0" "$@"', process.execPath, '--import', './tools/register.mjs', '--input-type=module', '-e', script], { encoding: 'utf8' });
+    assert.is(r.status, 0, r.stderr);
+    const lines = r.stdout.trim().split('\n');
+    assert.is(lines.length, 2, r.stdout);
+    assert.match(lines[0], /^cannot write .*new\.safetensors: EFBIG: file too large.*; it was left as it was$/);
+    assert.match(lines[1], /^cannot write .*old\.safetensors: EFBIG/);
+    assert.equal(readdirSync(dir), ['old.safetensors'], 'no partial file, no temporary file');
+    assert.is(readFileSync(join(dir, 'old.safetensors'), 'utf8'), 'previous');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 

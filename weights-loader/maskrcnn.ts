@@ -175,10 +175,21 @@ class TensorReader {
     if (t.shape.length !== shape.length || shape.some((d, i) => (typeof d === 'number' ? t.shape[i] !== d : t.shape[i] < 1))) {
       throw new WeightsError(`tensor '${key}' (${part}) has shape ${fmt(t.shape)}, expected ${fmt(shape)}`, key);
     }
+    // torchvision would load these and return garbage (NaN scores, no detections): refuse them.
+    let nonFinite = 0;
+    let first = -1;
     for (let i = 0; i < t.data.length; i++) {
       if (!Number.isFinite(t.data[i])) {
-        throw new WeightsError(`tensor '${key}' (${part}) holds ${t.data[i]} at index ${i}: the weights are corrupt (or overflowed when stored as F16)`, key);
+        nonFinite++;
+        if (first < 0) first = i;
       }
+    }
+    if (nonFinite) {
+      throw new WeightsError(
+        `tensor '${key}' (${part}) holds ${nonFinite} non-finite value${nonFinite > 1 ? 's' : ''} of ${t.data.length} (the first, ${t.data[first]} at index ${first}): ` +
+          'the weights are corrupt (or overflowed when stored as F16); re-export them from the original checkpoint',
+        key,
+      );
     }
     this.used.add(key);
     return t;

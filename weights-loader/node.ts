@@ -41,9 +41,10 @@ async function exists(path: string): Promise<boolean> {
 
 /**
  * Writes `bytes` to `path` so that readers never see a half-written file: the data goes to a
- * temporary file in the same directory (same filesystem), is flushed, then moved into place.
- * Without `force` an existing file is an error; the final step is then a hard link, which fails
- * atomically if the file appeared in the meantime.
+ * temporary file in the same directory (same filesystem), is flushed, then moved into place; on
+ * any failure the temporary file is removed and `path` is left as it was. Without `force` an
+ * existing file is an error; the final step is then a hard link, which fails atomically if the
+ * file appeared in the meantime.
  */
 export async function writeFileAtomic(path: string, bytes: Uint8Array, options: { force?: boolean } = {}): Promise<void> {
   const refuse = () => new Error(`${path} already exists; pass --force to overwrite it`);
@@ -56,11 +57,16 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array, options: 
     try {
       await handle.writeFile(bytes);
       await handle.sync();
+    } catch (e) {
+      // Disk full, file too large, I/O error: the temporary file goes, `path` is untouched.
+      throw new Error(`cannot write ${path}: ${(e as Error).message}; it was left as it was`);
     } finally {
       await handle.close();
     }
     if (options.force) {
-      await rename(tmp, path);
+      await rename(tmp, path).catch((e: Error) => {
+        throw new Error(`cannot replace ${path}: ${e.message}; it was left as it was`);
+      });
       return;
     }
     try {

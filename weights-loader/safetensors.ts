@@ -160,14 +160,23 @@ export function findDuplicateKey(json: string): string | undefined {
   return undefined;
 }
 
+/** A short JSON rendering of a header value for a message (a hostile one may nest a million deep). */
+function preview(value: unknown): string {
+  try {
+    return String(JSON.stringify(value)).slice(0, 80);
+  } catch {
+    return Array.isArray(value) ? 'a deeply nested array' : 'a deeply nested object';
+  }
+}
+
 function checkMetadata(info: unknown): Record<string, string> {
   if (typeof info !== 'object' || info === null || Array.isArray(info)) {
-    throw new SafetensorsError(`'__metadata__' must be an object of string values, got ${JSON.stringify(info)?.slice(0, 80)}`, '__metadata__');
+    throw new SafetensorsError(`'__metadata__' must be an object of string values, got ${preview(info)}`, '__metadata__');
   }
   for (const [k, v] of Object.entries(info)) {
     if (typeof v !== 'string') {
       throw new SafetensorsError(
-        `metadata value '${k}' is ${JSON.stringify(v)?.slice(0, 80)}, but safetensors metadata values must be strings (encode numbers and lists as JSON text)`,
+        `metadata value '${k}' is ${preview(v)}, but safetensors metadata values must be strings (encode numbers and lists as JSON text)`,
         '__metadata__',
       );
     }
@@ -177,17 +186,17 @@ function checkMetadata(info: unknown): Record<string, string> {
 
 function checkEntry(name: string, info: unknown, dataLen: number): Entry {
   if (typeof info !== 'object' || info === null || Array.isArray(info)) {
-    throw new SafetensorsError(`tensor '${name}': header entry must be an object {dtype, shape, data_offsets}, got ${JSON.stringify(info)?.slice(0, 80)}`, name);
+    throw new SafetensorsError(`tensor '${name}': header entry must be an object {dtype, shape, data_offsets}, got ${preview(info)}`, name);
   }
   const { dtype, shape, data_offsets: offsets } = info as Record<string, unknown>;
   if (typeof dtype !== 'string' || !(dtype in DTYPE_BYTES)) {
     throw new SafetensorsError(`tensor '${name}': unknown dtype ${JSON.stringify(dtype)} (known: ${Object.keys(DTYPE_BYTES).join(', ')})`, name);
   }
   if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-    throw new SafetensorsError(`tensor '${name}': shape ${JSON.stringify(shape)?.slice(0, 80)} is not an array of non-negative integers`, name);
+    throw new SafetensorsError(`tensor '${name}': shape ${preview(shape)} is not an array of non-negative integers`, name);
   }
   if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) || offsets[0] > offsets[1]) {
-    throw new SafetensorsError(`tensor '${name}': data_offsets ${JSON.stringify(offsets)?.slice(0, 80)} must be [begin, end] with 0 <= begin <= end`, name);
+    throw new SafetensorsError(`tensor '${name}': data_offsets ${preview(offsets)} must be [begin, end] with 0 <= begin <= end`, name);
   }
   const [begin, end] = offsets as [number, number];
   if (end > dataLen) {
@@ -196,15 +205,38 @@ function checkEntry(name: string, info: unknown, dataLen: number): Entry {
       name, begin,
     );
   }
-  // BigInt: a lying shape's product can pass 2^53, where float arithmetic would round.
-  const expected = (shape as number[]).reduce((a, d) => a * BigInt(d), 1n) * BigInt(DTYPE_BYTES[dtype]);
+  const expected = byteSize(shape as number[], DTYPE_BYTES[dtype]);
   if (expected !== BigInt(end - begin)) {
+    const needs = expected > BYTE_SIZE_CAP ? `more than ${BYTE_SIZE_CAP}` : `${expected}`;
     throw new SafetensorsError(
-      `tensor '${name}': shape [${shape.join(', ')}] of ${dtype} needs ${expected} bytes, but data_offsets [${begin}, ${end}] hold ${end - begin}`,
+      `tensor '${name}': shape ${formatShape(shape as number[])} of ${dtype} needs ${needs} bytes, but data_offsets [${begin}, ${end}] hold ${end - begin}`,
       name, begin,
     );
   }
   return { name, dtype, shape: [...(shape as number[])], begin, end };
+}
+
+/** Sizes above this are only reported as "more than": no file is that big. */
+const BYTE_SIZE_CAP = 2n ** 128n;
+
+/**
+ * The bytes a shape needs, in BigInt (a lying shape's product can pass 2^53, where float
+ * arithmetic would round), stopping once it passes BYTE_SIZE_CAP: a header can declare
+ * millions of dimensions, and their full product would take quadratic time.
+ */
+function byteSize(shape: number[], elementBytes: number): bigint {
+  if (shape.includes(0)) return 0n;
+  let size = BigInt(elementBytes);
+  for (const d of shape) {
+    size *= BigInt(d);
+    if (size > BYTE_SIZE_CAP) break;
+  }
+  return size;
+}
+
+/** A shape for a message; a header may declare thousands of dimensions. */
+function formatShape(shape: number[]): string {
+  return shape.length <= 8 ? `[${shape.join(', ')}]` : `[${shape.slice(0, 4).join(', ')}, ... (${shape.length} dimensions)]`;
 }
 
 let f16Table: Float32Array | undefined;
@@ -329,17 +361,80 @@ export function serializeSafetensors(
 }
 
 export interface FetchOptions extends ParseOptions {
-  onProgress?: (loadedBytes: number, totalBytes: number | undefined) => void;
+  /** `source` says where the bytes come from: 'cache' when `cache` found a good copy. */
+  onProgress?: (loadedBytes: number, totalBytes: number | undefined, source: 'network' | 'cache') => void;
   signal?: AbortSignal;
   fetchImpl?: typeof fetch;
+  /**
+   * Keep the file in the browser's Cache API: true (the cache DEFAULT_WEIGHTS_CACHE) or a cache
+   * name. A cached copy is used only if it parses; a damaged one is deleted and the file is
+   * downloaded again. Only files that parsed are stored. The cache is keyed by URL and never
+   * revalidated: to ship new weights under the same URL, use a new cache name (e.g. with a
+   * version). Without a Cache API (Node, an insecure context) the file is always downloaded.
+   */
+  cache?: boolean | string;
 }
+
+export const DEFAULT_WEIGHTS_CACHE = 'maskgpu-weights';
 
 /**
  * Downloads and parses a safetensors file, streaming the body so progress can be shown:
  * onProgress(0, total) first, then after every chunk. `total` is the Content-Length, or undefined
  * when the server sends none or compresses the body (its length then counts compressed bytes).
+ * With `cache`, a good cached copy is returned without a download (progress (0, n) then (n, n)).
  */
 export async function fetchSafetensors(url: string, options: FetchOptions = {}): Promise<SafetensorsFile> {
+  const cache = options.cache ? await openWeightsCache(options.cache === true ? DEFAULT_WEIGHTS_CACHE : options.cache) : undefined;
+  if (cache) {
+    const cached = await readCachedWeights(cache, url, options);
+    if (cached) return cached;
+  }
+  const bytes = await downloadBytes(url, options);
+  let file: SafetensorsFile;
+  try {
+    file = parseSafetensors(bytes, options);
+  } catch (e) {
+    if (e instanceof SafetensorsError) throw new SafetensorsError(`${url}: ${e.message}`, e.key, e.offset);
+    throw e;
+  }
+  if (cache) {
+    const headers = { 'content-type': 'application/octet-stream', 'content-length': String(bytes.length) };
+    // A full quota must not fail a load that succeeded; the next load just downloads again.
+    await cache.put(url, new Response(bytes, { headers })).catch((e: Error) => console.warn(`maskgpu: could not cache ${url} (${e.message}); it will be downloaded again next time`));
+  }
+  return file;
+}
+
+/** The named cache, or undefined where the Cache API is missing or refused (opaque origins). */
+async function openWeightsCache(name: string): Promise<Cache | undefined> {
+  const storage = (globalThis as { caches?: CacheStorage }).caches;
+  if (!storage) return undefined;
+  try {
+    return await storage.open(name);
+  } catch (e) {
+    console.warn(`maskgpu: the Cache API refused to open '${name}' (${(e as Error).message}); downloading without caching`);
+    return undefined;
+  }
+}
+
+async function readCachedWeights(cache: Cache, url: string, options: FetchOptions): Promise<SafetensorsFile | undefined> {
+  const hit = await cache.match(url);
+  if (!hit) return undefined;
+  const bytes = new Uint8Array(await hit.arrayBuffer());
+  options.onProgress?.(0, bytes.length, 'cache');
+  try {
+    const file = parseSafetensors(bytes, options);
+    options.onProgress?.(bytes.length, bytes.length, 'cache');
+    return file;
+  } catch (e) {
+    if (!(e instanceof SafetensorsError)) throw e;
+    await cache.delete(url);
+    console.warn(`maskgpu: the cached copy of ${url} is damaged (${e.message}); deleted it, downloading again`);
+    return undefined;
+  }
+}
+
+async function downloadBytes(url: string, options: FetchOptions): Promise<Uint8Array<ArrayBuffer>> {
   const fetchImpl = options.fetchImpl ?? globalThis.fetch;
   const response = await fetchImpl(url, { signal: options.signal });
   if (!response.ok) {
@@ -349,9 +444,9 @@ export async function fetchSafetensors(url: string, options: FetchOptions = {}):
   const declared = lengthHeader !== null && /^\d+$/.test(lengthHeader.trim()) ? Number(lengthHeader) : undefined;
   // With content-encoding the length counts compressed bytes, not the ones the reader yields.
   const total = response.headers.get('content-encoding') ? undefined : declared;
-  const chunks: Uint8Array[] = [];
+  const chunks: Uint8Array<ArrayBuffer>[] = [];
   let loaded = 0;
-  options.onProgress?.(0, total);
+  options.onProgress?.(0, total, 'network');
   if (response.body) {
     const reader = response.body.getReader();
     try {
@@ -361,7 +456,7 @@ export async function fetchSafetensors(url: string, options: FetchOptions = {}):
         if (done) break;
         chunks.push(value);
         loaded += value.length;
-        options.onProgress?.(loaded, total);
+        options.onProgress?.(loaded, total, 'network');
       }
     } finally {
       reader.releaseLock();
@@ -370,24 +465,18 @@ export async function fetchSafetensors(url: string, options: FetchOptions = {}):
     const all = new Uint8Array(await response.arrayBuffer());
     chunks.push(all);
     loaded = all.length;
-    options.onProgress?.(loaded, total);
+    options.onProgress?.(loaded, total, 'network');
   }
   options.signal?.throwIfAborted();
   if (total !== undefined && loaded !== total) {
     throw new SafetensorsError(`download of ${url} ended after ${loaded} of ${total} bytes: the connection was cut; try again`);
   }
-  const bytes = chunks.length === 1 ? chunks[0] : new Uint8Array(loaded);
-  if (chunks.length !== 1) {
-    let pos = 0;
-    for (const c of chunks) {
-      bytes.set(c, pos);
-      pos += c.length;
-    }
+  if (chunks.length === 1) return chunks[0];
+  const bytes = new Uint8Array(loaded);
+  let pos = 0;
+  for (const c of chunks) {
+    bytes.set(c, pos);
+    pos += c.length;
   }
-  try {
-    return parseSafetensors(bytes, options);
-  } catch (e) {
-    if (e instanceof SafetensorsError) throw new SafetensorsError(`${url}: ${e.message}`, e.key, e.offset);
-    throw e;
-  }
+  return bytes;
 }

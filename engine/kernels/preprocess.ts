@@ -1,5 +1,8 @@
 // preprocess (shaders/preprocess.wgsl): torchvision's GeneralizedRCNNTransform for one RGB image:
 // normalise, resize (current torchvision rule: scale in float64), pad to a multiple of 32.
+// An image whose bytes exceed one storage binding (a 10000x10000 photo is 300 MB; bindings are
+// often 128 MiB) is processed in bands of output rows, each dispatch binding its own buffer with
+// just the input rows it samples; every output value is computed exactly as in one pass.
 
 import source from '../../shaders/preprocess.wgsl';
 import type { GpuContext } from '../gpu.ts';
@@ -28,7 +31,10 @@ export function resizePlan(inH: number, inW: number, minSize = 800, maxSize = 13
   const outH = Math.floor(inH * scale);
   const outW = Math.floor(inW * scale);
   if (outH < 1 || outW < 1) {
-    throw new Error(`image ${inH}x${inW} resizes to ${outH}x${outW} with min_size ${minSize} / max_size ${maxSize}: its aspect ratio is too extreme`);
+    throw new Error(
+      `image ${inH}x${inW} resizes to ${outH}x${outW} with min_size ${minSize} / max_size ${maxSize}: its aspect ratio is too extreme ` +
+        "(torchvision's resize fails on it too); crop or pad it to a less elongated shape",
+    );
   }
   const pad = (n: number) => Math.ceil(n / sizeDivisible) * sizeDivisible;
   return { inH, inW, outH, outW, paddedH: pad(outH), paddedW: pad(outW), scale };
@@ -50,14 +56,69 @@ export function packRgb(rgb: Uint8Array): Uint32Array {
   return words;
 }
 
-export function planPreprocess(
+/** A band of output rows and the window of the image's RGB bytes it samples. */
+export interface PreprocessBand {
+  /** Padded output rows [rowStart, rowStart + rows). */
+  rowStart: number;
+  rows: number;
+  /** RGB bytes [byteStart, byteEnd) of the image (multiples of 4; byteEnd may pass the image by up to 3). */
+  byteStart: number;
+  byteEnd: number;
+}
+
+const floor4 = (n: number) => Math.floor(n / 4) * 4;
+const ceil4 = (n: number) => Math.ceil(n / 4) * 4;
+
+/**
+ * Splits the output rows into bands whose input windows hold at most `maxBandBytes` (one band when
+ * the whole image fits, binding it exactly as a single pass would).
+ */
+export function preprocessBands(plan: ResizePlan, maxBandBytes: number): PreprocessBand[] {
+  const rowBytes = 3 * plan.inW;
+  const imageEnd = ceil4(plan.inH * rowBytes);
+  if (imageEnd <= maxBandBytes) return [{ rowStart: 0, rows: plan.paddedH, byteStart: 0, byteEnd: imageEnd }];
+  // Input rows output row y samples (ATen's bilinear source index, as the shader computes it),
+  // widened by one row each side: a fused or unfused multiply-add moves the index by an ulp.
+  const scale = Math.fround(plan.inH / plan.outH);
+  const sourceRows = (y: number): [number, number] => {
+    if (plan.inH === plan.outH) return [y, y];
+    const i0 = Math.min(Math.floor(Math.max(Math.fround(scale * (y + 0.5) - 0.5), 0)), plan.inH - 1);
+    return [Math.max(i0 - 1, 0), Math.min(i0 + 2, plan.inH - 1)];
+  };
+  const window = (lo: number, hi: number) => ({ byteStart: floor4(lo * rowBytes), byteEnd: Math.min(ceil4((hi + 1) * rowBytes), imageEnd) });
+  const bands: PreprocessBand[] = [];
+  for (let start = 0; start < plan.outH; ) {
+    const [lo, firstHi] = sourceRows(start);
+    let w = window(lo, firstHi);
+    if (w.byteEnd - w.byteStart > maxBandBytes) {
+      throw new Error(
+        `a ${plan.inH}x${plan.inW} image needs ${w.byteEnd - w.byteStart} bytes of input rows for one output row, over the ${maxBandBytes}-byte storage binding limit: the image is too wide for this adapter`,
+      );
+    }
+    let end = start + 1;
+    for (; end < plan.outH; end++) {
+      const next = window(lo, sourceRows(end)[1]);
+      if (next.byteEnd - next.byteStart > maxBandBytes) break;
+      w = next;
+    }
+    bands.push({ rowStart: start, rows: end - start, ...w });
+    start = end;
+  }
+  // The zero-padded rows sample nothing: the last band writes them.
+  const last = bands[bands.length - 1];
+  last.rows = plan.paddedH - last.rowStart;
+  return bands;
+}
+
+function preprocessDispatch(
   ctx: GpuContext,
   plan: ResizePlan,
+  band: PreprocessBand,
   buffers: { rgb: GPUBuffer; table: GPUBuffer; output: GPUBuffer },
-  label = 'preprocess',
+  label: string,
 ): Dispatch {
   const kernel = ctx.kernel({ source, label });
-  const { grid, rowPitch } = elementGrid(ctx, 3 * plan.paddedH * plan.paddedW, kernel.workgroup[0]);
+  const { grid, rowPitch } = elementGrid(ctx, 3 * band.rows * plan.paddedW, kernel.workgroup[0]);
   return Dispatch.create(
     ctx,
     kernel,
@@ -71,8 +132,72 @@ export function planPreprocess(
       scale_h: Math.fround(plan.inH / plan.outH),
       scale_w: Math.fround(plan.inW / plan.outW),
       row_pitch: rowPitch,
+      row_start: band.rowStart,
+      rows: band.rows,
+      word_start: band.byteStart / 4,
     },
     { rgb: buffers.rgb, normalized: buffers.table, output: buffers.output },
     grid,
   );
+}
+
+/** One pass over the whole image, held in `rgb` as packRgb packs it. */
+export function planPreprocess(
+  ctx: GpuContext,
+  plan: ResizePlan,
+  buffers: { rgb: GPUBuffer; table: GPUBuffer; output: GPUBuffer },
+  label = 'preprocess',
+): Dispatch {
+  return preprocessDispatch(ctx, plan, { rowStart: 0, rows: plan.paddedH, byteStart: 0, byteEnd: ceil4(3 * plan.inH * plan.inW) }, buffers, label);
+}
+
+/** The image input of a planned model: one buffer and dispatch per band. */
+export class PreprocessInput {
+  readonly bands: Array<PreprocessBand & { buffer: GPUBuffer }> = [];
+  readonly dispatches: Dispatch[] = [];
+
+  /** `maxBandBytes`: the largest input window one dispatch binds (default: the adapter's limits). */
+  constructor(
+    private readonly ctx: GpuContext,
+    readonly plan: ResizePlan,
+    buffers: { table: GPUBuffer; output: GPUBuffer },
+    maxBandBytes = Math.min(ctx.device.limits.maxStorageBufferBindingSize, ctx.device.limits.maxBufferSize),
+    label = 'preprocess',
+  ) {
+    try {
+      for (const band of preprocessBands(plan, maxBandBytes)) {
+        const buffer = ctx.createBuffer(`${label} image rows ${band.rowStart}+${band.rows}`, band.byteEnd - band.byteStart);
+        this.bands.push({ ...band, buffer });
+        this.dispatches.push(preprocessDispatch(ctx, plan, band, { rgb: buffer, ...buffers }, label));
+      }
+    } catch (e) {
+      this.destroy();
+      throw e;
+    }
+  }
+
+  /** Uploads an image of the planned size: RGB (3 bytes a pixel) or RGBA (4, alpha dropped). */
+  write(data: Uint8Array | Uint8ClampedArray, channels: 3 | 4): void {
+    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    const rgbLength = 3 * this.plan.inH * this.plan.inW;
+    for (const band of this.bands) {
+      const end = Math.min(band.byteEnd, rgbLength);
+      if (channels === 3) {
+        this.ctx.write(band.buffer, bytes.subarray(band.byteStart, end));
+        continue;
+      }
+      // RGBA to RGB one band at a time, so a huge image is never copied whole.
+      const out = new Uint8Array(ceil4(end - band.byteStart));
+      // RGB byte b is channel b - 3p of pixel p = floor(b / 3), at RGBA byte 4p + (b - 3p) = b + p.
+      for (let b = band.byteStart; b < end; b++) out[b - band.byteStart] = bytes[b + Math.floor(b / 3)];
+      this.ctx.write(band.buffer, out);
+    }
+  }
+
+  destroy(): void {
+    for (const d of this.dispatches) d.destroy();
+    for (const b of this.bands) this.ctx.release(b.buffer);
+    this.dispatches.length = 0;
+    this.bands.length = 0;
+  }
 }
