@@ -63,22 +63,33 @@ TRAIN_SETTINGS = dict(  # training-time sampling only: not stored in the weights
 
 # --- model -------------------------------------------------------------------------------------------
 
-def _swap_norms(module: nn.Module) -> None:
+def _swap_norms(module: nn.Module, eps: float = BN_EPS) -> None:
     for name, child in module.named_children():
         if isinstance(child, FrozenBatchNorm2d):
-            setattr(module, name, nn.BatchNorm2d(child.weight.numel(), eps=BN_EPS))
+            setattr(module, name, nn.BatchNorm2d(child.weight.numel(), eps=eps))
         else:
-            _swap_norms(child)
+            _swap_norms(child, eps)
+
+
+def make_trainable(model: nn.Module, eps: float = BN_EPS) -> nn.Module:
+    """The trunk's FrozenBatchNorm2d -> nn.BatchNorm2d with the same gamma, beta and running
+    statistics, and the mask deconv's forward as a matmul (both explained above)."""
+    body = model.backbone.body
+    values = body.state_dict()
+    _swap_norms(body, eps)
+    missing, unexpected = body.load_state_dict(values, strict=False)
+    assert not unexpected and all(k.endswith("num_batches_tracked") for k in missing), (missing, unexpected)
+    deconv = model.roi_heads.mask_predictor.conv5_mask
+    assert deconv.kernel_size == (2, 2) and deconv.stride == (2, 2) and deconv.padding == (0, 0)
+    deconv.forward = _deconv2x2_as_matmul(deconv)
+    return model
 
 
 def build_trainable(args) -> nn.Module:
     model = build_maskrcnn(widths=parse_ints(args.widths, 4, "widths"), stem=args.stem, fpn_channels=args.fpn,
                            representation=args.rep, mask_channels=args.mask, num_classes=len(CLASSES),
                            min_size=args.min_size, max_size=args.max_size, eps=BN_EPS, **TRAIN_SETTINGS)
-    _swap_norms(model.backbone.body)
-    deconv = model.roi_heads.mask_predictor.conv5_mask
-    assert deconv.kernel_size == (2, 2) and deconv.stride == (2, 2) and deconv.padding == (0, 0)
-    deconv.forward = _deconv2x2_as_matmul(deconv)
+    make_trainable(model)
     for name, mod in model.backbone.body.named_modules():
         if isinstance(mod, nn.Conv2d):
             nn.init.kaiming_normal_(mod.weight, mode="fan_out", nonlinearity="relu")
@@ -204,11 +215,70 @@ def export(model: nn.Module, args, source: str) -> None:
                            widths=parse_ints(args.widths, 4, "widths"), stem=args.stem, fpn_channels=args.fpn,
                            representation=args.rep, mask_channels=args.mask, num_classes=len(CLASSES))
     check.load_state_dict(state, strict=True)  # exactly torchvision's keys and shapes
-    os.makedirs(os.path.dirname(os.path.abspath(args.export)), exist_ok=True)
-    save_file(state, args.export, build_metadata(CLASSES, BN_EPS, args.min_size, args.max_size, source),
-              dtype=torch.float16)
-    print(f"wrote {args.export}: {len(state)} tensors, {sum(v.numel() for v in state.values())} values (F16), "
-          f"{os.path.getsize(args.export) / 1e6:.2f} MB", flush=True)
+    write_weights(state, args.export, build_metadata(CLASSES, BN_EPS, args.min_size, args.max_size, source),
+                  torch.float16)
+
+
+def write_weights(state: Dict[str, torch.Tensor], path: str, metadata: Dict[str, str], dtype: torch.dtype) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    save_file(state, path, metadata, dtype=dtype)
+    kind = {torch.float16: "F16", torch.float32: "F32", torch.bfloat16: "BF16"}.get(dtype, str(dtype))
+    print(f"wrote {path}: {len(state)} tensors, {sum(v.numel() for v in state.values())} values ({kind}), "
+          f"{os.path.getsize(path) / 1e6:.2f} MB", flush=True)
+
+
+def train_loop(model: nn.Module, opt: torch.optim.Optimizer, train: ShapesData, args, rng: np.random.Generator,
+               start: int = 0, spent: float = 0.0, val_dir: Optional[str] = None) -> Tuple[int, float]:
+    """Iterations start..args.iters (or until args.minutes run out): batches of args.batch shuffled
+    training images, lr_at's schedule, gradient clipping, logs, checkpoints in args.work and, with
+    args.eval_every, a quick val eval. Returns (iterations done, training seconds)."""
+    ckpt = os.path.join(args.work, "last.pt")
+    order = np.zeros(0, dtype=np.int64)
+    t0 = time.time() - spent
+    sums: Dict[str, float] = {}
+    it = start
+    model.train()
+    while it < args.iters:
+        time_fraction = (time.time() - t0) / (args.minutes * 60)
+        if time_fraction >= 1.0:
+            print(f"time budget of {args.minutes} min reached at iteration {it}/{args.iters}", flush=True)
+            break
+        if len(order) < args.batch:
+            order = np.concatenate([order, rng.permutation(len(train))])
+        idx, order = order[: args.batch], order[args.batch:]
+        landscape = bool(rng.random() < 0.5)
+        batch = [train.sample(int(i), rng, landscape) for i in idx]
+        for g in opt.param_groups:
+            g["lr"] = lr_at(it, args, time_fraction)
+        losses = model([b[0] for b in batch], [b[1] for b in batch])
+        loss = sum(losses.values())
+        if not torch.isfinite(loss):
+            raise SystemExit(f"loss is {loss.item()} at iteration {it}: lower --lr or raise --warmup")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+        opt.step()
+        it += 1
+        for k, v in losses.items():
+            sums[k] = sums.get(k, 0.0) + float(v)
+        if it % args.log_every == 0 or it == args.iters:
+            el = time.time() - t0
+            n = args.log_every
+            parts = " ".join(f"{k.replace('loss_', '')} {v / n:.3f}" for k, v in sums.items())
+            print(f"it {it}/{args.iters} loss {sum(sums.values()) / n:.3f} ({parts}) lr {opt.param_groups[0]['lr']:.2e} "
+                  f"{el / 60:.1f} min, {el / max(it - start, 1):.2f} s/it", flush=True)
+            sums = {}
+        if it % args.ckpt_every == 0:
+            save_checkpoint(ckpt, model, opt, it, rng, args, time.time() - t0)
+        if args.eval_every and val_dir and it % args.eval_every == 0 and it < args.iters:
+            model.eval()
+            m = evaluate_model(model, val_dir, limit=50)
+            print(f"  val[50] @ {it}: {format_metrics(m)}", flush=True)
+            model.train()
+    train_seconds = time.time() - t0
+    save_checkpoint(ckpt, model, opt, it, rng, args, train_seconds)
+    print(f"training: {it} iterations in {train_seconds / 60:.1f} min", flush=True)
+    return it, train_seconds
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -264,52 +334,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         torch.set_rng_state(ck["torch_rng"])
         print(f"resumed from {args.resume} at iteration {start}", flush=True)
 
-    ckpt = os.path.join(args.work, "last.pt")
-    order = np.zeros(0, dtype=np.int64)
-    t0 = time.time() - spent
-    sums: Dict[str, float] = {}
-    it = start
-    model.train()
-    while it < args.iters:
-        time_fraction = (time.time() - t0) / (args.minutes * 60)
-        if time_fraction >= 1.0:
-            print(f"time budget of {args.minutes} min reached at iteration {it}/{args.iters}", flush=True)
-            break
-        if len(order) < args.batch:
-            order = np.concatenate([order, rng.permutation(len(train))])
-        idx, order = order[: args.batch], order[args.batch:]
-        landscape = bool(rng.random() < 0.5)
-        batch = [train.sample(int(i), rng, landscape) for i in idx]
-        for g in opt.param_groups:
-            g["lr"] = lr_at(it, args, time_fraction)
-        losses = model([b[0] for b in batch], [b[1] for b in batch])
-        loss = sum(losses.values())
-        if not torch.isfinite(loss):
-            raise SystemExit(f"loss is {loss.item()} at iteration {it}: lower --lr or raise --warmup")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), args.clip)
-        opt.step()
-        it += 1
-        for k, v in losses.items():
-            sums[k] = sums.get(k, 0.0) + float(v)
-        if it % args.log_every == 0 or it == args.iters:
-            el = time.time() - t0
-            n = args.log_every
-            parts = " ".join(f"{k.replace('loss_', '')} {v / n:.3f}" for k, v in sums.items())
-            print(f"it {it}/{args.iters} loss {sum(sums.values()) / n:.3f} ({parts}) lr {opt.param_groups[0]['lr']:.2e} "
-                  f"{el / 60:.1f} min, {el / max(it - start, 1):.2f} s/it", flush=True)
-            sums = {}
-        if it % args.ckpt_every == 0:
-            save_checkpoint(ckpt, model, opt, it, rng, args, time.time() - t0)
-        if args.eval_every and it % args.eval_every == 0 and it < args.iters:
-            model.eval()
-            m = evaluate_model(model, val_dir, limit=50)
-            print(f"  val[50] @ {it}: {format_metrics(m)}", flush=True)
-            model.train()
-    train_seconds = time.time() - t0
-    save_checkpoint(ckpt, model, opt, it, rng, args, train_seconds)
-    print(f"training: {it} iterations in {train_seconds / 60:.1f} min", flush=True)
+    it, train_seconds = train_loop(model, opt, train, args, rng, start, spent, val_dir)
 
     precise_bn(model, train, args.bn_images, args.batch, np.random.default_rng(args.seed + 1))
     source = (f"tools/train.py on tools/make_shapes_dataset.py shapes: {it} iterations x {args.batch} images, "
