@@ -1,6 +1,7 @@
 // Headless Chromium for browser tests: a localhost server (a secure context, as WebGPU needs)
 // and Puppeteer driving the system Chromium with WebGPU enabled. Without a GPU, Chromium hands
-// WebGPU to SwiftShader (~0.2-0.4 GFLOP/s), so browser tests use small problems.
+// WebGPU to SwiftShader (~0.2-0.4 GFLOP/s), so browser tests use small problems; the 'gles'
+// adapter (below) reaches lavapipe instead, 15-25x faster here (bench/README.md, "Browser").
 
 import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -28,17 +29,44 @@ export async function serve(files: Record<string, [string, string | Uint8Array]>
   return { url: `http://localhost:${port}`, close: () => new Promise((resolve) => server.close(() => resolve())) };
 }
 
-export function chromiumPath(): string {
+/** The Chromium to drive: `override`, else $CHROME_PATH, else the usual system paths. */
+export function chromiumPath(override?: string): string {
+  if (override) {
+    if (!existsSync(override)) throw new Error(`no browser at ${override} (from --chrome)`);
+    return override;
+  }
   const candidates = [process.env.CHROME_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].filter(Boolean) as string[];
   const found = candidates.find((p) => existsSync(p));
   if (!found) throw new Error(`no Chromium found (tried ${candidates.join(', ')}); install it (Debian: apt-get install chromium) or set CHROME_PATH`);
   return found;
 }
 
-export async function launchChromium(extraArgs: string[] = []): Promise<Browser> {
+export type BrowserAdapter = 'default' | 'swiftshader' | 'gles';
+
+/**
+ * How to reach each WebGPU adapter in Chromium (checked on Chromium 156; bench/README.md,
+ * "Browser", has what was tried). 'default': Chromium's own choice (a real GPU if any, else
+ * SwiftShader). 'swiftshader': forced SwiftShader. 'gles': Dawn's OpenGL ES backend on ANGLE on
+ * Vulkan, which on a machine without a GPU is Mesa's lavapipe; Dawn offers that backend only as a
+ * compatibility-mode adapter, so the page must ask for featureLevel 'compatibility' (the demo's
+ * ?featureLevel=compatibility). Chromium's Dawn never lists lavapipe as a Vulkan adapter itself.
+ */
+export const BROWSER_ADAPTERS: Record<BrowserAdapter, { args: string[]; featureLevel?: 'compatibility' }> = {
+  default: { args: [] },
+  swiftshader: { args: ['--use-webgpu-adapter=swiftshader'] },
+  gles: { args: ['--use-angle=vulkan', '--use-webgpu-adapter=opengles'], featureLevel: 'compatibility' },
+};
+
+export function isBrowserAdapter(name: string): name is BrowserAdapter {
+  return Object.hasOwn(BROWSER_ADAPTERS, name);
+}
+
+export async function launchChromium(extraArgs: string[] = [], options: { executablePath?: string } = {}): Promise<Browser> {
   return puppeteer.launch({
-    executablePath: chromiumPath(),
+    executablePath: chromiumPath(options.executablePath),
     headless: true,
+    // Puppeteer's headless default routes ANGLE to SwiftShader; drop it when the caller picks ANGLE's backend.
+    ignoreDefaultArgs: extraArgs.some((a) => a.startsWith('--use-angle=')) ? ['--use-angle=swiftshader-webgl'] : [],
     args: [
       '--no-sandbox',
       '--enable-unsafe-webgpu',

@@ -1,0 +1,285 @@
+// The demo page: loads the bundled model (weights cached in the Cache API), segments a bundled
+// sample or the user's image, draws the result, re-filters by score without re-running, and
+// prunes the model on the GPU at a chosen ratio. Every failure is shown in the page.
+//
+// Address parameters: sample=shapes_0|shapes_1|shapes_2, autorun=0 (do not segment on load),
+// featureLevel=compatibility (a compatibility-mode adapter, e.g. OpenGL ES: see bench/README.md),
+// minSize=N and maxSize=N (the resize; default from the weights' metadata), boxScoreThresh=S
+// (the model's own threshold, default torchvision's 0.05; the slider only filters above it).
+// window.maskgpuDemo exposes the state to automation (tests/demo.test.ts, bench/browser.ts).
+
+import { describeAdapter, rleArea, type MaskRCNNOptions, type SegmentResult } from '../engine/index.ts';
+import { drawDetections } from './draw.ts';
+import { decodeImage, fetchImage, type Pixels } from './image.ts';
+import { DemoSession, type ModelInfo } from './session.ts';
+
+export interface DemoState {
+  session?: DemoSession;
+  image?: Pixels;
+  result?: SegmentResult;
+  /** Segment calls finished since the page loaded. */
+  runs: number;
+  /** Detections drawn at the current threshold. */
+  shown: number;
+  busy: boolean;
+  error?: string;
+}
+
+declare global {
+  interface Window {
+    maskgpuDemo: DemoState;
+  }
+}
+
+const WEIGHTS_URL = 'models/maskgpu-shapes.safetensors';
+const state: DemoState = { runs: 0, shown: 0, busy: false };
+window.maskgpuDemo = state;
+
+const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
+const ui = {
+  error: $<HTMLDivElement>('error'),
+  status: $<HTMLSpanElement>('status-text'),
+  progress: $<HTMLProgressElement>('progress'),
+  sample: $<HTMLSelectElement>('sample'),
+  file: $<HTMLInputElement>('file'),
+  profile: $<HTMLInputElement>('profile'),
+  run: $<HTMLButtonElement>('run'),
+  score: $<HTMLInputElement>('score'),
+  scoreValue: $<HTMLOutputElement>('score-value'),
+  shown: $<HTMLParagraphElement>('shown'),
+  ratio: $<HTMLInputElement>('ratio'),
+  ratioValue: $<HTMLOutputElement>('ratio-value'),
+  prune: $<HTMLButtonElement>('prune'),
+  modelInfo: $<HTMLDListElement>('model-info'),
+  viewer: $<HTMLElement>('viewer'),
+  canvas: $<HTMLCanvasElement>('canvas'),
+  caption: $<HTMLElement>('caption'),
+  timings: $<HTMLTableElement>('timings'),
+  stagesNote: $<HTMLParagraphElement>('stages-note'),
+  detections: $<HTMLTableElement>('detections'),
+  adapter: $<HTMLDListElement>('adapter'),
+};
+
+const fmtMs = (ms: number) => (ms >= 100 ? `${ms.toFixed(0)} ms` : `${ms.toFixed(1)} ms`);
+const fmtInt = (n: number) => n.toLocaleString('en-US');
+
+function setStatus(text: string): void {
+  ui.status.textContent = text;
+}
+
+function showError(e: unknown): void {
+  const message = e instanceof Error ? e.message : String(e);
+  state.error = message;
+  ui.error.textContent = message;
+  ui.error.hidden = false;
+  document.body.dataset.state = 'error';
+  setStatus('Failed: see the message above.');
+}
+
+function setBusy(busy: boolean): void {
+  state.busy = busy;
+  const ready = !!state.session && !busy;
+  for (const el of [ui.run, ui.prune, ui.sample, ui.file]) el.disabled = !ready;
+  document.body.dataset.state = busy ? 'busy' : state.error ? 'error' : state.session ? 'ready' : 'loading';
+}
+
+/** Runs one user action: one at a time, errors into the page. */
+async function guard(action: () => Promise<void>): Promise<void> {
+  if (state.busy) {
+    setStatus('Busy: wait for the current step to finish.');
+    return;
+  }
+  ui.error.hidden = true;
+  state.error = undefined;
+  setBusy(true);
+  try {
+    await action();
+  } catch (e) {
+    showError(e);
+  } finally {
+    setBusy(false);
+  }
+}
+
+/** A table row whose first cell heads the row. */
+function row(cells: Array<string | number>): HTMLTableRowElement {
+  const tr = document.createElement('tr');
+  cells.forEach((c, i) => {
+    const cell = document.createElement(i > 0 ? 'td' : 'th');
+    if (i === 0) cell.setAttribute('scope', 'row');
+    cell.textContent = String(c);
+    tr.append(cell);
+  });
+  return tr;
+}
+
+function fillList(dl: HTMLDListElement, items: Array<[string, string]>): void {
+  dl.replaceChildren(...items.flatMap(([k, v]) => {
+    const dt = document.createElement('dt');
+    dt.textContent = k;
+    const dd = document.createElement('dd');
+    dd.textContent = v;
+    return [dt, dd];
+  }));
+}
+
+function renderModelInfo(info: ModelInfo): void {
+  const dense = state.session!.denseInfo;
+  const items: Array<[string, string]> = [['Model', info.ratio ? `pruned, ${(info.ratio * 100).toFixed(0)} % of channels removed` : 'dense']];
+  items.push(['Parameters', info.ratio ? `${fmtInt(info.params)} (dense ${fmtInt(dense.params)})` : fmtInt(info.params)]);
+  if (info.report) {
+    const s = info.report.summary;
+    items.push(['Compression rate', `${s.params.compressionRate.toFixed(2)}×`]);
+    items.push([`GMACs at ${s.gmacs.inputSize.join('×')}`, `${s.gmacs.after.total} (dense ${s.gmacs.before.total})`]);
+    items.push(['Prune time', `${fmtMs(info.pruneMs!)} (L1 norms on the GPU, compaction, upload)`]);
+  }
+  fillList(ui.modelInfo, items);
+  ui.modelInfo.dataset.params = String(info.params);
+}
+
+function renderAdapter(session: DemoSession): void {
+  const r = session.ctx.report;
+  fillList(ui.adapter, [
+    ['Adapter', describeAdapter(r)],
+    ['Feature level', session.featureLevel === 'compatibility' ? 'compatibility (asked for in the address)' : 'core'],
+    ['Optional features', r.features.join(', ') || 'none'],
+    ['Largest storage binding', `${(r.limits.maxStorageBufferBindingSize / 2 ** 20).toFixed(0)} MiB`],
+    ['Weights', session.weightsFromCache ? 'from the Cache API (no download)' : 'downloaded (now cached)'],
+  ]);
+}
+
+function renderTimings(result: SegmentResult): void {
+  const t = result.timingsMs;
+  const rows = [row(['total', fmtMs(t.total)]), row(['plan (first image of a size)', fmtMs(t.plan)]), row(['GPU (upload to results)', fmtMs(t.gpu)]), row(['masks to RLE', fmtMs(t.masks)])];
+  // stagesMs is absent in engines older than per-stage timing, null when not measured.
+  const stages = result.stagesMs ?? null;
+  if (stages) for (const [name, ms] of Object.entries(stages)) rows.push(row([`· ${name}`, fmtMs(ms)]));
+  ui.timings.tBodies[0].replaceChildren(...rows);
+  ui.stagesNote.textContent = !stages
+    ? 'Per-stage times: tick "Time each stage" (this device has no GPU timestamps, so stages are then submitted one by one).'
+    : result.stagesSource === 'gpu-timestamps'
+      ? 'Stages from GPU timestamps, in the same single submit.'
+      : 'Stages timed on the CPU, submitting one stage at a time (slower than a normal run).';
+}
+
+/** Redraws from the last result at the current threshold: no GPU work. */
+function render(): void {
+  const threshold = Number(ui.score.value);
+  ui.scoreValue.textContent = threshold.toFixed(2);
+  if (!state.image) return;
+  const detections = state.result?.detections ?? [];
+  state.shown = drawDetections(ui.canvas, state.image, detections, threshold);
+  ui.canvas.dataset.shown = String(state.shown);
+  ui.shown.textContent = state.result ? `${state.shown} of ${detections.length} detections with score ≥ ${threshold.toFixed(2)}.` : 'No result yet.';
+  const rows = detections
+    .map((d, i) => ({ d, i }))
+    .filter(({ d }) => d.score >= threshold)
+    .map(({ d, i }) => row([i, d.labelName, d.score.toFixed(3), d.box.map((v) => v.toFixed(1)).join(', '), rleArea(d.mask)]));
+  ui.detections.tBodies[0].replaceChildren(...rows);
+  ui.canvas.setAttribute('aria-label', `${state.image.name}: ${state.shown} detections drawn (${[...new Set(detections.filter((d) => d.score >= threshold).map((d) => d.labelName))].join(', ') || 'none'})`);
+}
+
+function setImage(image: Pixels): void {
+  state.image = image;
+  state.result = undefined;
+  ui.caption.textContent = `${image.name}, ${image.width}×${image.height}. Drop another image here to segment it.`;
+  render();
+}
+
+async function segment(): Promise<void> {
+  const { session, image } = state;
+  if (!session || !image) return;
+  setStatus(`Segmenting ${image.name}…`);
+  state.result = await session.segment(image, { profile: ui.profile.checked });
+  state.runs += 1;
+  render();
+  renderTimings(state.result);
+  setStatus(`${image.name}: ${state.result.detections.length} detections in ${fmtMs(state.result.timingsMs.total)}.`);
+}
+
+function numberParam(params: URLSearchParams, name: string, integer: boolean): number | undefined {
+  const v = params.get(name);
+  if (v === null) return undefined;
+  const x = Number(v);
+  if (v.trim() === '' || !Number.isFinite(x) || x < 0 || (integer && !Number.isInteger(x))) {
+    throw new Error(`address parameter ${name}=${v} must be a non-negative ${integer ? 'integer' : 'number'}`);
+  }
+  return x;
+}
+
+async function start(): Promise<void> {
+  const params = new URLSearchParams(location.search);
+  const sample = params.get('sample');
+  if (sample !== null) {
+    if (!Array.from(ui.sample.options).some((o) => o.value === sample)) throw new Error(`address parameter sample=${sample}: no such sample (shapes_0, shapes_1, shapes_2)`);
+    ui.sample.value = sample;
+  }
+  const featureLevel = params.get('featureLevel');
+  if (featureLevel !== null && featureLevel !== 'core' && featureLevel !== 'compatibility') throw new Error(`address parameter featureLevel=${featureLevel}: use core or compatibility`);
+  const modelOptions: MaskRCNNOptions = {
+    minSize: numberParam(params, 'minSize', true),
+    maxSize: numberParam(params, 'maxSize', true),
+    boxScoreThresh: numberParam(params, 'boxScoreThresh', false),
+  };
+
+  setStatus('Requesting a WebGPU device and loading the weights…');
+  ui.progress.hidden = false;
+  state.session = await DemoSession.start({
+    weightsUrl: WEIGHTS_URL,
+    featureLevel: featureLevel ?? undefined,
+    modelOptions,
+    onProgress: (loaded, total, source) => {
+      if (total) ui.progress.max = total;
+      ui.progress.value = loaded;
+      setStatus(`${source === 'cache' ? 'Reading cached' : 'Downloading'} weights: ${(loaded / 2 ** 20).toFixed(1)}${total ? ` of ${(total / 2 ** 20).toFixed(1)}` : ''} MiB…`);
+    },
+    onDeviceError: showError,
+  });
+  ui.progress.hidden = true;
+  renderAdapter(state.session);
+  renderModelInfo(state.session.info);
+  setImage(await fetchImage(`models/samples/${ui.sample.value}.png`));
+  if (params.get('autorun') !== '0') await segment();
+  else setStatus('Ready: press Segment.');
+}
+
+async function openFile(file: File): Promise<void> {
+  setImage(await decodeImage(file, file.name));
+  await segment();
+}
+
+ui.score.addEventListener('input', render);
+ui.ratio.addEventListener('input', () => {
+  ui.ratioValue.textContent = `${(Number(ui.ratio.value) * 100).toFixed(0)} %`;
+});
+ui.run.addEventListener('click', () => guard(segment));
+ui.sample.addEventListener('change', () => guard(async () => {
+  setImage(await fetchImage(`models/samples/${ui.sample.value}.png`));
+  await segment();
+}));
+ui.file.addEventListener('change', () => {
+  const file = ui.file.files?.[0];
+  if (file) guard(() => openFile(file));
+});
+ui.prune.addEventListener('click', () => guard(async () => {
+  const ratio = Number(ui.ratio.value);
+  setStatus(ratio ? `Pruning ${(ratio * 100).toFixed(0)} % of the channels on the GPU…` : 'Back to the dense model…');
+  renderModelInfo(await state.session!.setRatio(ratio));
+  await segment();
+}));
+ui.viewer.addEventListener('dragover', (e) => {
+  e.preventDefault();
+  ui.viewer.classList.add('dropping');
+});
+ui.viewer.addEventListener('dragleave', () => ui.viewer.classList.remove('dropping'));
+ui.viewer.addEventListener('drop', (e) => {
+  e.preventDefault();
+  ui.viewer.classList.remove('dropping');
+  const file = e.dataTransfer?.files[0];
+  if (file) guard(() => openFile(file));
+  else showError(new Error('nothing to open: drop an image file (PNG or JPEG)'));
+});
+window.addEventListener('unhandledrejection', (e) => showError(e.reason));
+window.addEventListener('error', (e) => showError(e.error ?? e.message));
+
+guard(start);
