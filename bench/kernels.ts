@@ -1,21 +1,32 @@
 // Kernel benchmark: conv2d on every distinct ResNet-50 conv shape of an 800x1088 input, next to
-// the best plain matmul the same adapter reaches in the same run (tile sweep at 1024^3).
-// Every configuration is validated before it is timed: matmul and conv2d against their float64
-// references (conv: spot checks of sampled outputs of the real full-size layer).
+// the best plain matmul the same adapter reaches in the same run (tile sweep at 1024^3 over the
+// same register/workgroup tiles the conv tuner tries). Every configuration is validated before it
+// is timed: matmul and conv2d against their float64 references (conv: spot checks of sampled
+// outputs of the real full-size layer). Each conv runs with the tile its class gets on this adapter
+// (tuned cache or built-in defaults); `--sweep` tunes first (bench/tune.ts) and caches the result.
 //
-//   npm run bench:kernels [-- --height 800 --width 1088 --repeats 3 --filter 3x3 --matmul 1024 --json out.json]
+// The "% of matmul" column divides by the best matmul timed again in the same rounds as that conv
+// (conv, matmul, conv, matmul, ...), so load drift on a shared machine hits both alike.
+// `--baseline DIR` also times the conv of another checkout (e.g. a `git worktree` of the previous
+// commit, with its own default tile) in the same rounds: before and after, side by side.
+//
+//   npm run bench:kernels [-- --height 800 --width 1088 --repeats 3 --filter 3x3 --matmul 1024
+//                           --sweep --clock wall|cpu --precision f32|f16 --baseline DIR --json out.json]
 
 import { writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { describeAdapter } from '../engine/device.ts';
 import { GpuContext } from '../engine/gpu.ts';
-import { Conv2d, type ConvTile, DEFAULT_CONV_TILE } from '../engine/kernels/conv2d.ts';
-import { submitDispatches } from '../engine/kernels/dispatch.ts';
+import { Conv2d, type ConvPrecision } from '../engine/kernels/conv2d.ts';
+import { convClass, getConvTiling, setConvTiling, tileName, writeConvTilingCache } from '../engine/kernels/convTiling.ts';
+import { type Dispatch, submitDispatches } from '../engine/kernels/dispatch.ts';
 import { planMatmul, type MatmulTile } from '../engine/kernels/matmul.ts';
 import { normal, rng } from '../tests/random.ts';
 import { conv2dRefAt } from '../tests/reference/conv2d.ts';
 import { matmulRef } from '../tests/reference/dense.ts';
-import { compare, f32Accum } from '../tests/tolerance.ts';
-import { timeDispatches } from './timing.ts';
+import { compare, f32Accum, type Tolerance } from '../tests/tolerance.ts';
+import { median } from './timing.ts';
+import { CANDIDATE_TILES, type Clock, sampleMs, tuneConvTiling } from './tune.ts';
 
 function arg(name: string, fallback: number): number;
 function arg(name: string, fallback: string): string;
@@ -72,13 +83,48 @@ async function validateMatmul(ctx: GpuContext, tile: MatmulTile): Promise<void> 
   if (!c.ok) throw new Error(`validation failed, not timing: ${c.report}`);
 }
 
+/** Median ms of `repeats` submits of each of `runs` after one warm-up, the runs interleaved. */
+async function timeInterleaved(ctx: GpuContext, runs: Dispatch[][], repeats: number, clock: Clock, cores: number): Promise<number[]> {
+  for (const d of runs) await sampleMs(ctx, d, clock, cores);
+  const samples = runs.map(() => [] as number[]);
+  for (let i = 0; i < repeats; i++) for (const [k, d] of runs.entries()) samples[k].push(await sampleMs(ctx, d, clock, cores));
+  return samples.map(median);
+}
+
+type Size = { batch: number; h: number; w: number };
+interface BaselineConv {
+  outputShape(s: Size): Size;
+  plan(s: Size, b: { input: GPUBuffer; output: GPUBuffer }): Dispatch;
+  destroy(): void;
+}
+type BaselineConvClass = new (ctx: GpuContext, spec: object, w: Float32Array, b: Float32Array, label: string) => BaselineConv;
+
+/** f16 weights round each weight to 11 significant bits: about 5e-4 relative per product. */
+const f16Weights: Tolerance = { name: 'f16Weights', abs: 5e-3, rel: 5e-3 };
+
 async function main(): Promise<void> {
   const height = arg('height', 800);
   const width = arg('width', 1088);
   const repeats = arg('repeats', 3);
   const jsonOut = arg('json', '');
+  const clock = arg('clock', 'wall') as Clock;
+  const precision = arg('precision', 'f32') as ConvPrecision;
+  const cores = (await import('node:os')).availableParallelism();
   const ctx = await GpuContext.create();
-  console.log(`adapter: ${describeAdapter(ctx.report)}`);
+  console.log(`adapter: ${describeAdapter(ctx.report)}; ${clock} clock${clock === 'cpu' ? ` (process CPU time / ${cores} cores)` : ''}`);
+
+  if (process.argv.includes('--sweep')) {
+    console.log('\nconv tile sweep (bench/tune.ts):');
+    const tuned = await tuneConvTiling(ctx, { clock, rounds: Math.max(2, Math.min(repeats, 5)) });
+    setConvTiling(tuned.tiling);
+    if (!process.argv.includes('--no-save')) {
+      const file = writeConvTilingCache(ctx.report, { tiling: tuned.tiling, adapter: describeAdapter(ctx.report), measured: new Date().toISOString() });
+      console.log(`saved to ${file}`);
+    }
+  }
+  const tiling = getConvTiling(ctx.report);
+  const baselineDir = arg('baseline', '');
+  const Baseline: BaselineConvClass | undefined = baselineDir ? (await import(resolve(baselineDir, 'engine/kernels/conv2d.ts'))).Conv2d : undefined;
 
   // ---- ceiling: best plain matmul ----------------------------------------------------------
   const N = arg('matmul', 1024);
@@ -86,28 +132,22 @@ async function main(): Promise<void> {
   const b = ctx.upload('b', normal(4, N * N));
   const c = ctx.createBuffer('c', N * N * 4);
   const ph = ctx.createBuffer('none', 16);
-  const tiles: MatmulTile[] = [
-    { tm: 4, tn: 8, wgX: 4, wgY: 4 },
-    { tm: 8, tn: 4, wgX: 4, wgY: 4 },
-    { tm: 4, tn: 8, wgX: 8, wgY: 2 },
-    { tm: 4, tn: 4, wgX: 8, wgY: 8 },
-    { tm: 8, tn: 8, wgX: 4, wgY: 4 },
-    { tm: 4, tn: 4, wgX: 16, wgY: 16 },
-  ];
+  // The conv tuner's candidates plus the earlier matmul sweep's 2-D tiles: the ceiling gets
+  // at least every tile the convs may use.
+  const tiles: MatmulTile[] = [...CANDIDATE_TILES, { tm: 4, tn: 8, wgX: 8, wgY: 2 }, { tm: 8, tn: 4, wgX: 4, wgY: 4 }, { tm: 4, tn: 4, wgX: 16, wgY: 16 }];
   let best = { gflops: 0, tile: tiles[0] };
   console.log(`\nmatmul ${N}x${N}x${N} tile sweep (median of ${repeats}):`);
   for (const tile of tiles) {
     await validateMatmul(ctx, tile);
-    const t = await timeDispatches(ctx, [planMatmul(ctx, { tile }, { m: N, n: N, k: N }, { a, b, c }, ph)], { repeats });
-    const gflops = (2 * N ** 3) / t.medianMs / 1e6;
-    console.log(`  TM=${tile.tm} TN=${tile.tn} WG=${tile.wgX}x${tile.wgY}: ${t.medianMs.toFixed(1)} ms, ${gflops.toFixed(2)} GFLOP/s`);
+    const [ms] = await timeInterleaved(ctx, [[planMatmul(ctx, { tile }, { m: N, n: N, k: N }, { a, b, c }, ph)]], repeats, clock, cores);
+    const gflops = (2 * N ** 3) / ms / 1e6;
+    console.log(`  TM=${tile.tm} TN=${tile.tn} WG=${tile.wgX}x${tile.wgY}: ${ms.toFixed(1)} ms, ${gflops.toFixed(2)} GFLOP/s`);
     if (gflops > best.gflops) best = { gflops, tile };
   }
-  for (const x of [a, b, c, ph]) ctx.release(x);
+  const bestMatmul = [planMatmul(ctx, { tile: best.tile }, { m: N, n: N, k: N }, { a, b, c }, ph)];
 
   // ---- conv2d on the ResNet-50 shapes ------------------------------------------------------
-  const convTile: ConvTile = DEFAULT_CONV_TILE;
-  const rows: Array<ConvShape & { macs: number; ms: number; gflops: number; pct: number; worst: number }> = [];
+  const rows: Array<ConvShape & { macs: number; ms: number; gflops: number; matmulGflops: number; pct: number; worst: number; tile: string; baselineMs?: number }> = [];
   const filter = new RegExp(arg('filter', '.'));
   for (const s of resnet50ConvShapes(height, width).filter((x) => filter.test(x.layer))) {
     const pad = (s.k - 1) >> 1;
@@ -115,12 +155,14 @@ async function main(): Promise<void> {
     const weight = normal(10, s.cout * fanIn, Math.sqrt(2 / fanIn));
     const bias = normal(11, s.cout, 0.1);
     const input = normal(12, s.cin * s.h * s.w);
-    const conv = new Conv2d(ctx, { cin: s.cin, cout: s.cout, kernel: [s.k, s.k], stride: [s.stride, s.stride], padding: [pad, pad], relu: true, tile: convTile }, weight, bias, s.layer);
+    const conv = new Conv2d(ctx, { cin: s.cin, cout: s.cout, kernel: [s.k, s.k], stride: [s.stride, s.stride], padding: [pad, pad], relu: true, precision }, weight, bias, s.layer);
     const shape = { batch: 1, h: s.h, w: s.w };
     const out = conv.outputShape(shape);
     const x = ctx.upload('x', input);
     const y = ctx.createBuffer('y', s.cout * out.h * out.w * 4);
     const d = conv.plan(shape, { input: x, output: y });
+    const tile = conv.tileFor(shape);
+    const cls = convClass(s.cin, s.k, s.k, out.h * out.w);
 
     // Validate: 256 sampled outputs (corners included) of the full-size layer.
     submitDispatches(ctx, [d]);
@@ -133,35 +175,63 @@ async function main(): Promise<void> {
       const rem = i % (out.h * out.w);
       return conv2dRefAt(args, input, weight, bias, undefined, 0, o, Math.floor(rem / out.w), rem % out.w);
     });
-    const check = compare(idx.map((i) => got[i]), want, f32Accum, s.layer);
+    const check = compare(idx.map((i) => got[i]), want, precision === 'f16' ? f16Weights : f32Accum, s.layer);
     if (!check.ok) throw new Error(`validation failed, not timing: ${check.report}`);
 
-    const t = await timeDispatches(ctx, [d], { repeats, warmup: 1 });
+    // The baseline is timed as it comes (its own default tile), after the same validation.
+    const base = Baseline ? new Baseline(ctx, { cin: s.cin, cout: s.cout, kernel: [s.k, s.k], stride: [s.stride, s.stride], padding: [pad, pad], relu: true }, weight, bias, `baseline ${s.layer}`) : undefined;
+    const baseDispatch = base?.plan(shape, { input: x, output: y });
+    if (baseDispatch) {
+      submitDispatches(ctx, [baseDispatch]);
+      const b = await ctx.readF32(y, s.cout * out.h * out.w);
+      const c = compare(idx.map((i) => b[i]), want, f32Accum, `baseline ${s.layer}`);
+      if (!c.ok) throw new Error(`baseline validation failed, not timing: ${c.report}`);
+    }
+    const [ms, matmulMs, baselineMs] = await timeInterleaved(ctx, baseDispatch ? [[d], bestMatmul, [baseDispatch]] : [[d], bestMatmul], repeats, clock, cores);
     const macs = conv.macs(shape);
-    const gflops = (2 * macs) / t.medianMs / 1e6;
-    rows.push({ ...s, macs, ms: t.medianMs, gflops, pct: (100 * gflops) / best.gflops, worst: check.worstAbs });
-    console.log(`  ${s.layer}: ${t.medianMs.toFixed(1)} ms, ${gflops.toFixed(2)} GFLOP/s (${((100 * gflops) / best.gflops).toFixed(0)}% of matmul)`);
+    const gflops = (2 * macs) / ms / 1e6;
+    const matmulGflops = (2 * N ** 3) / matmulMs / 1e6;
+    const pct = (100 * gflops) / matmulGflops;
+    rows.push({ ...s, macs, ms, gflops, matmulGflops, pct, worst: check.worstAbs, tile: `${cls} ${tileName(tile)}`, baselineMs });
+    console.log(
+      `  ${s.layer} (${cls} ${tileName(tile)}): ${ms.toFixed(1)} ms, ${gflops.toFixed(2)} GFLOP/s, ${pct.toFixed(0)}% of matmul (${matmulGflops.toFixed(2)} in the same rounds)` +
+        (baselineMs ? `; baseline ${baselineMs.toFixed(1)} ms (${(baselineMs / ms).toFixed(2)}x)` : ''),
+    );
     d.destroy();
+    baseDispatch?.destroy();
+    base?.destroy();
     conv.destroy();
     ctx.release(x);
     ctx.release(y);
   }
 
-  const t3 = rows.filter((r) => r.k === 3);
-  const minPct3 = Math.min(...t3.map((r) => r.pct));
+  for (const x of [a, b, c, ph]) ctx.release(x);
+  const minPct = (xs: typeof rows) => (xs.length ? `${Math.min(...xs.map((r) => r.pct)).toFixed(0)}%` : '-');
   const totalMs = rows.reduce((s, r) => s + r.ms, 0);
   const totalMacs = rows.reduce((s, r) => s + r.macs, 0);
   console.log(`\n### conv2d on ResNet-50 shapes, input ${height}x${width}`);
   console.log(`adapter: ${describeAdapter(ctx.report)}`);
-  console.log(`ceiling: best matmul ${N}^3 = **${best.gflops.toFixed(2)} GFLOP/s** (TM=${best.tile.tm} TN=${best.tile.tn} WG=${best.tile.wgX}x${best.tile.wgY}); conv tile TM=${convTile.tm} TN=${convTile.tn} WG=${convTile.wgX}x${convTile.wgY}; median of ${repeats} after warm-up\n`);
-  console.log('| layer | Cin→Cout | in H×W | GMAC | ms | GFLOP/s | % of matmul | worst abs err (256 samples) |');
-  console.log('|---|---|---|---:|---:|---:|---:|---:|');
+  console.log(
+    `ceiling: best matmul ${N}^3 in the sweep = **${best.gflops.toFixed(2)} GFLOP/s** (TM=${best.tile.tm} TN=${best.tile.tn} WG=${best.tile.wgX}x${best.tile.wgY}), ` +
+      `timed again in each conv's rounds; ${precision} weights; median of ${repeats} after warm-up, ${clock} clock\n`,
+  );
+  const baseCols = Baseline ? ' baseline ms | speed-up |' : '';
+  console.log(`| layer | Cin→Cout | in H×W | GMAC | tile (class, TM×TN/WG) | ms | GFLOP/s | matmul GFLOP/s | % of matmul |${baseCols} worst abs err (256 samples) |`);
+  console.log(`|---|---|---|---:|---|---:|---:|---:|---:|${Baseline ? '---:|---:|' : ''}---:|`);
   for (const r of rows) {
-    console.log(`| ${r.layer} | ${r.cin}→${r.cout} | ${r.h}×${r.w} | ${(r.macs / 1e9).toFixed(3)} | ${r.ms.toFixed(1)} | ${r.gflops.toFixed(2)} | ${r.pct.toFixed(0)}% | ${r.worst.toExponential(1)} |`);
+    const base = r.baselineMs ? ` ${r.baselineMs.toFixed(1)} | ${(r.baselineMs / r.ms).toFixed(2)}× |` : '';
+    console.log(
+      `| ${r.layer} | ${r.cin}→${r.cout} | ${r.h}×${r.w} | ${(r.macs / 1e9).toFixed(3)} | ${r.tile} | ${r.ms.toFixed(1)} | ${r.gflops.toFixed(2)} | ${r.matmulGflops.toFixed(2)} | ${r.pct.toFixed(0)}% |${base} ${r.worst.toExponential(1)} |`,
+    );
   }
-  console.log(`\nall distinct shapes: ${(totalMacs / 1e9).toFixed(2)} GMAC in ${totalMs.toFixed(0)} ms = ${((2 * totalMacs) / totalMs / 1e6).toFixed(2)} GFLOP/s; 3x3 convs: worst ${minPct3.toFixed(0)}% of matmul`);
+  const by = (k: number) => rows.filter((r) => r.k === k);
+  console.log(
+    `\nall distinct shapes: ${(totalMacs / 1e9).toFixed(2)} GMAC in ${totalMs.toFixed(0)} ms = ${((2 * totalMacs) / totalMs / 1e6).toFixed(2)} GFLOP/s; ` +
+      `worst % of matmul: 3x3 ${minPct(by(3))}, 1x1 ${minPct(by(1))}, stem ${minPct(by(7))}, all ${minPct(rows)}` +
+      (Baseline ? `; baseline ${rows.reduce((t, r) => t + (r.baselineMs ?? 0), 0).toFixed(0)} ms in total` : ''),
+  );
   if (jsonOut) {
-    writeFileSync(jsonOut, JSON.stringify({ adapter: ctx.report, height, width, matmul: best, convTile, rows }, null, 2));
+    writeFileSync(jsonOut, JSON.stringify({ adapter: ctx.report, height, width, clock, precision, matmul: best, tiling, rows }, null, 2));
   }
   ctx.destroy();
 }

@@ -39,7 +39,7 @@ export interface AcquireOptions {
   onUncapturedError?: (error: GPUError) => void;
   /** Called when the device is lost for any reason other than `device.destroy()`. */
   onLost?: (info: GPUDeviceLostInfo) => void;
-  /** Dawn toggles for Node, e.g. ['adapter=SwiftShader']; ignored in the browser. */
+  /** Dawn toggles for Node, e.g. ['adapter=SwiftShader'] (default: timestamps unquantised); ignored in the browser. */
   dawnFlags?: string[];
 }
 
@@ -106,7 +106,9 @@ function isSoftwareAdapter(info: { vendor?: string; architecture?: string; devic
 /** Returns a device with the adapter's full limits and every optional feature it offers. */
 export async function acquireDevice(options: AcquireOptions = {}): Promise<AcquiredDevice> {
   const isNode = isNodeRuntime() && !(globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
-  const gpu = await getGpu(options.dawnFlags ?? []);
+  // Dawn rounds timestamps to 65.5 us unless told not to (a browser's timing side-channel defence;
+  // Node has no cross-origin code to defend against), which would quantise the per-stage times.
+  const gpu = await getGpu(options.dawnFlags ?? ['disable-dawn-features=timestamp_quantization']);
   let adapter: GPUAdapter | null = null;
   try {
     adapter = await gpu.requestAdapter({ powerPreference: options.powerPreference ?? 'high-performance' });

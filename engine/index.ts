@@ -5,8 +5,10 @@ export type { AcquireOptions, AcquiredDevice, AdapterReport, OptionalFeature } f
 export { GpuContext, GpuError, grid1d } from './gpu.ts';
 export type { Kernel, KernelSpec } from './gpu.ts';
 export { Dispatch, submitDispatches } from './kernels/dispatch.ts';
-export { Conv2d, convOutputSize, DEFAULT_CONV_TILE, reorderConvWeight } from './kernels/conv2d.ts';
-export type { Conv2dSpec, ConvShape, ConvTile } from './kernels/conv2d.ts';
+export { Conv2d, convOutputSize, packConvWeight } from './kernels/conv2d.ts';
+export type { Conv2dSpec, ConvPrecision, ConvShape } from './kernels/conv2d.ts';
+export { CONV_CLASSES, convClass, DEFAULT_CONV_TILING, getConvTiling, setConvTiling } from './kernels/convTiling.ts';
+export type { ConvClass, ConvTile, ConvTiling } from './kernels/convTiling.ts';
 export { ConvTranspose2d } from './kernels/convTranspose2d.ts';
 export { Linear } from './kernels/linear.ts';
 export { planMatmul, DEFAULT_MATMUL_TILE } from './kernels/matmul.ts';

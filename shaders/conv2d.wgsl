@@ -4,22 +4,38 @@
 // is scattered depth-to-space, which is exactly ConvTranspose2d with kernel == stride.
 //
 // GEMM view: M = Cout (rows), N = batch * OH * OW (columns), K = KH * KW * Cin.
-// Weights are reordered once at load to [Cout][KH][KW][Cin] so that, for a fixed tap (ky, kx),
-// the inner loop over input channels is a plain dot-product walk: each invocation keeps TM x TN
-// accumulators in registers; per input channel it loads TN input values (zero outside the
-// padded border, decided once per tap) and TM weights.
+// Weights are packed once at load to [KH][KW][Cin][M4] (M rounded up to a multiple of 4, zero
+// filled) so that one vec4 load brings 4 output channels' weights for one K step, whatever Cin and
+// Cout are (pruned layers have counts like 37 and 13): the rounding is the tail. Each invocation
+// keeps TM x TN accumulators in registers; per K step it loads TN input values (zero outside the
+// padded border, decided once per tap) and TM / 4 weight vectors.
+//
+// Workgroups with WG_Y == 1 give every invocation of a workgroup the same rows, so the weight and
+// bias addresses are uniform: CPU adapters (lavapipe) then load them once and broadcast instead of
+// one load per invocation; GPUs serve them from one cache line. The tile is tuned per adapter.
 
-const TM: u32 = 4u;        // output channels per invocation
+const TM: u32 = 8u;        // output channels per invocation: 1, 2 or a multiple of 4
 const TN: u32 = 8u;        // output pixels per invocation
-const WG_X: u32 = 4u;      // invocations along N
-const WG_Y: u32 = 4u;      // invocations along M
+const WG_X: u32 = 8u;      // invocations along N
+const WG_Y: u32 = 1u;      // invocations along M
 const KH: u32 = 3u;        // kernel size is compile-time: the tap loops unroll
 const KW: u32 = 3u;
 const PADDED: bool = true; // false when no tap can fall outside the input (pad 0): no border tests
 const RELU: bool = false;
 const RESIDUAL: bool = false;
+// The residual is at half the output size and added nearest-upsampled x2 (torch's interpolate with
+// scale 0.5 picks floor(y / 2)): the FPN top-down merge fused into the lateral 1x1 conv.
+const RESIDUAL_HALF: bool = false;
 const SHUFFLE: u32 = 1u;   // > 1: ConvTranspose2d(kernel = stride = SHUFFLE) output layout
 const DYNAMIC_BATCH: bool = false; // batch = min(params.batch, batch_limit[0]): RoI batches sized on the GPU
+// 1x1, stride 1, no padding, OH*OW a multiple of 4 and TN a multiple of 4: the TN pixels of an
+// invocation are consecutive in memory, read as TN / 4 vec4 loads.
+const VEC_N: bool = false;
+
+// The weights' storage type; conv2d.ts rewrites it to vec4<f16> (and enables f16) for f16 weights.
+alias WeightVec = vec4<f32>;
+
+const TM4: u32 = (TM + 3u) / 4u; // weight vectors per K step
 
 struct Params {
   batch: u32,
@@ -38,15 +54,57 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> input: array<f32>;
-@group(0) @binding(2) var<storage, read> weight: array<f32>;   // [cout][KH][KW][cin]
+// Read as vec4: VEC_N takes whole vectors, other convs one component (buffers are 16-byte multiples).
+@group(0) @binding(1) var<storage, read> input: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> weight: array<WeightVec>; // [KH][KW][cin][M4 / 4]
 @group(0) @binding(3) var<storage, read> bias: array<f32>;     // [cout / SHUFFLE^2]
-@group(0) @binding(4) var<storage, read> residual: array<f32>; // same shape as output (RESIDUAL)
+@group(0) @binding(4) var<storage, read> residual: array<f32>; // output shape (RESIDUAL) or half (RESIDUAL_HALF)
 @group(0) @binding(5) var<storage, read_write> output: array<f32>;
 @group(0) @binding(6) var<storage, read> batch_limit: array<u32>;  // (DYNAMIC_BATCH) live batch entries
 
+// One input channel at this invocation's TN pixels (`channel` = channel index * H * W).
+fn load_pixels(offset: array<u32, TN>, keep: array<u32, TN>, channel: u32) -> array<f32, TN> {
+  var x: array<f32, TN>;
+  if (VEC_N) {
+    for (var g = 0u; g < TN / 4u; g++) {
+      let v = input[(offset[g * 4u] + channel) / 4u];
+      x[g * 4u] = v.x;
+      x[g * 4u + 1u] = v.y;
+      x[g * 4u + 2u] = v.z;
+      x[g * 4u + 3u] = v.w;
+    }
+  } else {
+    for (var j = 0u; j < TN; j++) {
+      let i = offset[j] + channel;
+      x[j] = bitcast<f32>(bitcast<u32>(input[i / 4u][i % 4u]) & keep[j]);
+    }
+  }
+  return x;
+}
+
+// The TM weights of one K step (`row` = K index * M4 / 4): TM / 4 vectors, or for TM < 4 the
+// components lane0.. of the one vector that holds them.
+fn load_weights(w_col: array<u32, TM4>, lane0: u32, row: u32) -> array<f32, TM> {
+  var w: array<f32, TM>;
+  for (var q = 0u; q < TM4; q++) {
+    let v = vec4<f32>(weight[row + w_col[q]]);
+    for (var c = 0u; c < min(TM, 4u); c++) {
+      if (TM >= 4u) {
+        w[q * 4u + c] = v[c];
+      } else {
+        w[c] = v[lane0 + c];
+      }
+    }
+  }
+  return w;
+}
+
 @compute @workgroup_size(WG_X, WG_Y)
-fn main(@builtin(global_invocation_id) gid: vec3u) {
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  // With a 1-wide workgroup dimension the local id is folded to 0, so the compiler sees that the
+  // row block depends on the workgroup alone.
+  let col_block = wid.x * WG_X + select(lid.x, 0u, WG_X == 1u);
+  let row_block = wid.y * WG_Y + select(lid.y, 0u, WG_Y == 1u);
   let ohw = params.oh * params.ow;
   var batch = params.batch;
   if (DYNAMIC_BATCH) {
@@ -55,64 +113,73 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   }
   let n_total = batch * ohw;
   let m_total = params.cout;
-  let n0 = gid.x * TN;
-  let m0 = gid.y * TM;
+  let n0 = col_block * TN;
+  let m0 = row_block * TM;
   if (n0 >= n_total || m0 >= m_total) {
     return;
   }
   let hw = params.h * params.w;
   let cin = params.cin;
-  let k_total = KH * KW * cin;
+  let m4_total = (m_total + 3u) / 4u;
 
-  // Per output pixel: where its receptive field starts. Columns past the end are clamped to the
-  // last one (computed, never stored) so the inner loop needs no N test.
-  var in_base: array<u32, TN>;
-  var iy0: array<i32, TN>;
-  var ix0: array<i32, TN>;
+  // Each output pixel's (batch, y, x), stepped from the first pixel instead of divided per pixel.
+  // Columns past the end repeat the last one (computed, never stored): the K loop has no N test.
+  var pix_b: array<u32, TN>;
+  var pix_y: array<u32, TN>;
+  var pix_x: array<u32, TN>;
+  var b = n0 / ohw;
+  var oy = (n0 - b * ohw) / params.ow;
+  var ox = n0 - b * ohw - oy * params.ow;
   for (var j = 0u; j < TN; j++) {
-    let n = min(n0 + j, n_total - 1u);
-    let b = n / ohw;
-    let r = n - b * ohw;
-    let oy = r / params.ow;
-    let ox = r - oy * params.ow;
-    in_base[j] = b * cin * hw;
-    iy0[j] = i32(oy * params.stride_h) - i32(params.pad_h);
-    ix0[j] = i32(ox * params.stride_w) - i32(params.pad_w);
+    pix_b[j] = b;
+    pix_y[j] = oy;
+    pix_x[j] = ox;
+    if (n0 + j + 1u < n_total) {
+      ox += 1u;
+      if (ox == params.ow) {
+        ox = 0u;
+        oy += 1u;
+        if (oy == params.oh) {
+          oy = 0u;
+          b += 1u;
+        }
+      }
+    }
   }
-  var w_row: array<u32, TM>;
-  for (var i = 0u; i < TM; i++) {
-    w_row[i] = min(m0 + i, m_total - 1u) * k_total;
+  // The vec4 columns of this invocation's rows (TM < 4: the one vector that holds them).
+  var w_col: array<u32, TM4>;
+  for (var q = 0u; q < TM4; q++) {
+    w_col[q] = min(m0 / 4u + q, m4_total - 1u);
   }
+  let lane0 = m0 % 4u; // TM < 4: first row's component in its vector
 
   var acc = array<array<f32, TN>, TM>();
   for (var ky = 0u; ky < KH; ky++) {
     for (var kx = 0u; kx < KW; kx++) {
-      // Decide each pixel's tap once: its offset into channel 0, and whether it is inside.
+      // Decide each pixel's tap once: its offset into channel 0, and a mask that zeroes it
+      // outside the input (a bitwise AND is cheaper than a compare per load, and NaN-safe).
       var offset: array<u32, TN>;
-      var inside: array<bool, TN>;
+      var keep: array<u32, TN>;
       for (var j = 0u; j < TN; j++) {
-        let iy = iy0[j] + i32(ky * params.dil_h);
-        let ix = ix0[j] + i32(kx * params.dil_w);
+        let iy = i32(pix_y[j] * params.stride_h + ky * params.dil_h) - i32(params.pad_h);
+        let ix = i32(pix_x[j] * params.stride_w + kx * params.dil_w) - i32(params.pad_w);
+        let base = pix_b[j] * cin * hw;
         if (PADDED) {
-          inside[j] = iy >= 0 && iy < i32(params.h) && ix >= 0 && ix < i32(params.w);
-          offset[j] = in_base[j] + u32(clamp(iy, 0, i32(params.h) - 1)) * params.w + u32(clamp(ix, 0, i32(params.w) - 1));
+          let inside = iy >= 0 && iy < i32(params.h) && ix >= 0 && ix < i32(params.w);
+          keep[j] = select(0u, 0xffffffffu, inside);
+          offset[j] = base + u32(clamp(iy, 0, i32(params.h) - 1)) * params.w + u32(clamp(ix, 0, i32(params.w) - 1));
         } else {
-          inside[j] = true;
-          offset[j] = in_base[j] + u32(iy) * params.w + u32(ix);
+          keep[j] = 0xffffffffu;
+          offset[j] = base + u32(iy) * params.w + u32(ix);
         }
       }
       let k_tap = (ky * KW + kx) * cin;
       for (var ci = 0u; ci < cin; ci++) {
-        var x: array<f32, TN>;
-        let channel = ci * hw;
-        for (var j = 0u; j < TN; j++) {
-          let v = input[offset[j] + channel];
-          x[j] = select(0.0, v, inside[j]);
-        }
+        let x = load_pixels(offset, keep, ci * hw);
+        let w = load_weights(w_col, lane0, (k_tap + ci) * m4_total);
         for (var i = 0u; i < TM; i++) {
-          let wv = weight[w_row[i] + k_tap + ci];
           for (var j = 0u; j < TN; j++) {
-            acc[i][j] = fma(wv, x[j], acc[i][j]);
+            acc[i][j] = fma(w[i], x[j], acc[i][j]);
           }
         }
       }
@@ -121,12 +188,12 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 
   let out_channels = m_total / (SHUFFLE * SHUFFLE);
   for (var j = 0u; j < TN; j++) {
-    let n = n0 + j;
-    if (n >= n_total) {
+    if (n0 + j >= n_total) {
       break;
     }
-    let b = n / ohw;
-    let r = n - b * ohw;
+    let bj = pix_b[j];
+    let y = pix_y[j];
+    let x = pix_x[j];
     for (var i = 0u; i < TM; i++) {
       let m = m0 + i;
       if (m >= m_total) {
@@ -136,20 +203,21 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
       var o: u32;
       if (SHUFFLE == 1u) {
         o = m;
-        out_index = (b * m_total + m) * ohw + r;
+        out_index = ((bj * m_total + m) * params.oh + y) * params.ow + x;
       } else {
         // Row m = (o, ky, kx): pixel (y, x) of the input lands on (y * S + ky, x * S + kx).
         o = m / (SHUFFLE * SHUFFLE);
         let tap = m - o * SHUFFLE * SHUFFLE;
-        let y = r / params.ow;
-        let x = r - y * params.ow;
-        let oy = y * SHUFFLE + tap / SHUFFLE;
-        let ox = x * SHUFFLE + tap % SHUFFLE;
+        let sy = y * SHUFFLE + tap / SHUFFLE;
+        let sx = x * SHUFFLE + tap % SHUFFLE;
         let out_w = params.ow * SHUFFLE;
-        out_index = ((b * out_channels + o) * params.oh * SHUFFLE + oy) * out_w + ox;
+        out_index = ((bj * out_channels + o) * params.oh * SHUFFLE + sy) * out_w + sx;
       }
       var v = acc[i][j] + bias[o];
-      if (RESIDUAL) {
+      if (RESIDUAL_HALF) {
+        let half_w = params.ow / 2u;
+        v += residual[((bj * m_total + m) * (params.oh / 2u) + y / 2u) * half_w + x / 2u];
+      } else if (RESIDUAL) {
         v += residual[out_index];
       }
       if (RELU) {

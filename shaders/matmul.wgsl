@@ -2,6 +2,9 @@
 // B is [K][N], or [N][K] when TRANS_B (a torch Linear weight: C = X W^T + b, so `linear` is this
 // kernel). Each invocation keeps TM x TN accumulators in registers and uses no workgroup memory:
 // on CPU adapters (lavapipe) that beats shared-memory tiling; tiles are specialised per adapter.
+// The same loads as conv2d.wgsl, so the benchmark's ceiling is a fair one: with WG_Y == 1 the A
+// rows of a workgroup are uniform, and with VEC_B (B [K][N], N and TN multiples of 4) an
+// invocation's TN columns of B come as TN / 4 vec4 loads.
 
 const TM: u32 = 4u;
 const TN: u32 = 8u;
@@ -10,6 +13,7 @@ const WG_Y: u32 = 4u;   // invocations along M
 const TRANS_B: bool = false;
 const BIAS: bool = false;
 const RELU: bool = false;
+const VEC_B: bool = false;
 
 struct Params {
   m: u32,
@@ -19,17 +23,18 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<vec4<f32>>; // read per component unless VEC_B
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
 
 @compute @workgroup_size(WG_X, WG_Y)
-fn main(@builtin(global_invocation_id) gid: vec3u) {
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let m_total = params.m;
   let n_total = params.n;
   let k_total = params.k;
-  let n0 = gid.x * TN;
-  let m0 = gid.y * TM;
+  // A 1-wide workgroup dimension folds the local id to 0: the row block is visibly uniform.
+  let n0 = (wid.x * WG_X + select(lid.x, 0u, WG_X == 1u)) * TN;
+  let m0 = (wid.y * WG_Y + select(lid.y, 0u, WG_Y == 1u)) * TM;
   if (n0 >= n_total || m0 >= m_total) {
     return;
   }
@@ -48,8 +53,19 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   for (var kk = 0u; kk < k_total; kk++) {
     var bv: array<f32, TN>;
     let b_k = select(kk * n_total, kk, TRANS_B);
-    for (var j = 0u; j < TN; j++) {
-      bv[j] = b[b_col[j] + b_k];
+    if (VEC_B) {
+      for (var g = 0u; g < TN / 4u; g++) {
+        let v = b[(b_col[g * 4u] + b_k) / 4u];
+        bv[g * 4u] = v.x;
+        bv[g * 4u + 1u] = v.y;
+        bv[g * 4u + 2u] = v.z;
+        bv[g * 4u + 3u] = v.w;
+      }
+    } else {
+      for (var j = 0u; j < TN; j++) {
+        let e = b_col[j] + b_k;
+        bv[j] = b[e / 4u][e % 4u];
+      }
     }
     for (var i = 0u; i < TM; i++) {
       let av = a[a_row[i] + kk];

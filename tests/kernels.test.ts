@@ -2,7 +2,23 @@
 // shapes: odd sizes, stride 2 on odd inputs, 1 and 37 channels, 1x1 and 7x7 kernels, dilation 2,
 // sizes that are not multiples of the workgroup or of the register tile.
 
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as assert from 'uvu/assert';
+import { float16Bits, float16Value } from '../engine/float16.ts';
 import { Conv2d, type Conv2dSpec } from '../engine/kernels/conv2d.ts';
+import {
+  convClass,
+  convTilingCacheFile,
+  DEFAULT_CONV_TILING,
+  getConvTiling,
+  readConvTilingCache,
+  setConvTiling,
+  tileName,
+  writeConvTilingCache,
+  type ConvTiling,
+} from '../engine/kernels/convTiling.ts';
 import { ConvTranspose2d } from '../engine/kernels/convTranspose2d.ts';
 import { submitDispatches } from '../engine/kernels/dispatch.ts';
 import { Linear } from '../engine/kernels/linear.ts';
@@ -16,7 +32,7 @@ import { normal, uniform } from './random.ts';
 import { conv2dRef, convTranspose2dRef } from './reference/conv2d.ts';
 import { linearRef, matmulRef, sigmoidRef } from './reference/dense.ts';
 import { maxPool2dRef, upsampleNearestAddRef } from './reference/pooling.ts';
-import { assertClose, exact, f32Accum, strict } from './tolerance.ts';
+import { assertClose, exact, f32Accum, strict, type Tolerance } from './tolerance.ts';
 
 interface ConvCase {
   name: string;
@@ -214,3 +230,170 @@ sig.test('sigmoid over 1000 values incl. +-90 and 0', async (ctx) => {
   if (Number.isNaN(got[0]) || Number.isNaN(got[1])) throw new Error('sigmoid overflowed to NaN');
 });
 sig.run();
+
+// ---- conv2d: vec4 paths, tiles, per-adapter tiling, f16 weights ------------------------------
+// Weights are read as vec4 along Cout (Cout rounded up to 4 with zeros) and 1x1/stride-1 inputs
+// as vec4 along pixels when OH*OW is a multiple of 4: pruned counts (37, 13) and planes that are
+// not a multiple of 4 take the tails.
+const convVec = gpuSuite('conv2d vec4 paths and tiling');
+const vecCases: ConvCase[] = [
+  { name: '1x1, 32->16 ch, 6x8 (vec4 pixels, batch 2), ReLU', batch: 2, cin: 32, cout: 16, h: 6, w: 8, k: [1, 1], relu: true },
+  { name: '1x1, 37->13 ch, 5x9 = 45 px (scalar pixel tail)', batch: 1, cin: 37, cout: 13, h: 5, w: 9, k: [1, 1] },
+  { name: '1x1, 37->13 ch, 4x7 = 28 px (vec4 pixels, odd channels) + residual', batch: 1, cin: 37, cout: 13, h: 4, w: 7, k: [1, 1], residual: true, relu: true },
+  { name: '3x3 p1, 37->13 ch, 9x7', batch: 1, cin: 37, cout: 13, h: 9, w: 7, k: [3, 3], padding: [1, 1], relu: true },
+  { name: '3x3 p1, 64->32 ch, 10x12', batch: 1, cin: 64, cout: 32, h: 10, w: 12, k: [3, 3], padding: [1, 1] },
+];
+vecCases.forEach((c, i) => convVec.test(c.name, (ctx) => runConvCase(ctx, c, 300 + i * 11)));
+// Big enough (>= 4096 output pixels) for the large classes' default tile, 16x8 per invocation.
+convVec.test('default large tiles: 3x3 p1 8->20 ch on 70x70, 1x1 16->12 ch on 64x64 (vec4 pixels)', async (ctx) => {
+  await runConvCase(ctx, { name: '3x3 70x70', batch: 1, cin: 8, cout: 20, h: 70, w: 70, k: [3, 3], padding: [1, 1], relu: true }, 360);
+  await runConvCase(ctx, { name: '1x1 64x64', batch: 1, cin: 16, cout: 12, h: 64, w: 64, k: [1, 1], residual: true }, 361);
+});
+vecCases.forEach((c, i) => {
+  if (i < 2) convVec.test(`${c.name}, tile 8x4/wg8x1`, (ctx) => runConvCase(ctx, c, 300 + i * 11, { tm: 8, tn: 4, wgX: 8, wgY: 1 }));
+});
+
+async function convOnce(ctx: GpuContext, spec: Conv2dSpec, x: Float32Array, w: Float32Array, b: Float32Array, shape: { batch: number; h: number; w: number }): Promise<Float32Array> {
+  const conv = new Conv2d(ctx, spec, w, b, 'conv-once');
+  const o = conv.outputShape(shape);
+  const count = shape.batch * spec.cout * o.h * o.w;
+  const output = ctx.createBuffer('y', count * 4);
+  submitDispatches(ctx, [conv.plan(shape, { input: ctx.upload('x', x), output })]);
+  return ctx.readF32(output, count);
+}
+
+convVec.test('tiles give bit-identical results (each output sums its K terms in the same order)', async (ctx) => {
+  const shape = { batch: 2, h: 7, w: 9 };
+  const spec: Conv2dSpec = { cin: 21, cout: 19, kernel: [3, 3], stride: [2, 1], padding: [1, 1], relu: true };
+  const x = normal(320, shape.batch * spec.cin * shape.h * shape.w);
+  const w = normal(321, spec.cout * spec.cin * 9, 0.2);
+  const b = uniform(322, spec.cout);
+  const first = await convOnce(ctx, { ...spec, tile: { tm: 1, tn: 1, wgX: 8, wgY: 8 } }, x, w, b, shape);
+  for (const tile of [
+    { tm: 2, tn: 3, wgX: 4, wgY: 2 },
+    { tm: 8, tn: 3, wgX: 16, wgY: 1 },
+  ]) {
+    const got = await convOnce(ctx, { ...spec, tile }, x, w, b, shape);
+    assertClose(got, first, exact, `tile ${tileName(tile)} vs 1x1/wg8x8`);
+  }
+});
+
+convVec.test('conv classes, tile checks and setConvTiling', (ctx) => {
+  assert.is(convClass(256, 3, 3, 10 * 16), 'tiny');
+  assert.is(convClass(3, 7, 7, 200 * 272), 'stem');
+  assert.is(convClass(256, 1, 1, 100 * 136), 'pointwise-large');
+  assert.is(convClass(256, 1, 1, 25 * 34), 'pointwise-small');
+  assert.is(convClass(64, 3, 3, 200 * 272), 'spatial-large');
+  assert.is(convClass(512, 3, 3, 50 * 68), 'spatial-small');
+  assert.throws(() => setConvTiling({ stem: { tm: 3, tn: 4, wgX: 8, wgY: 1 } }), /tm must be 1, 2 or a multiple of 4/);
+  assert.throws(() => setConvTiling({ bogus: DEFAULT_CONV_TILING.stem } as ConvTiling), /unknown conv class 'bogus'/);
+  const tile = { tm: 4, tn: 4, wgX: 16, wgY: 1 };
+  const conv = new Conv2d(ctx, { cin: 8, cout: 4, kernel: [3, 3], padding: [1, 1] }, new Float32Array(4 * 8 * 9), undefined, 'tiling');
+  try {
+    setConvTiling({ 'spatial-small': tile });
+    assert.equal(conv.tileFor({ batch: 1, h: 40, w: 40 }), tile);
+    assert.equal(conv.tileFor({ batch: 1, h: 100, w: 100 }), DEFAULT_CONV_TILING['spatial-large']);
+    assert.equal(conv.tileFor({ batch: 1, h: 10, w: 10 }), DEFAULT_CONV_TILING.tiny);
+  } finally {
+    setConvTiling(undefined);
+  }
+});
+
+convVec.test('the tile cache: per adapter, under MASKGPU_CACHE_DIR, ignored when malformed', (ctx) => {
+  const dir = mkdtempSync(join(tmpdir(), 'maskgpu-tiles-'));
+  const saved = process.env.MASKGPU_CACHE_DIR;
+  process.env.MASKGPU_CACHE_DIR = dir;
+  try {
+    assert.is(convTilingCacheFile(), join(dir, 'tiles.json'));
+    assert.is(readConvTilingCache(ctx.report), undefined);
+    const tile = { tm: 8, tn: 4, wgX: 32, wgY: 1 };
+    writeConvTilingCache({ ...ctx.report, description: 'another adapter' }, { tiling: { stem: DEFAULT_CONV_TILING.stem }, adapter: 'other', measured: 'test' });
+    writeConvTilingCache(ctx.report, { tiling: { 'pointwise-large': tile }, adapter: 'this', measured: 'test' });
+    const cached = JSON.parse(readFileSync(join(dir, 'tiles.json'), 'utf8'));
+    assert.is(Object.keys(cached.adapters).length, 2, 'both adapters kept');
+    assert.equal(getConvTiling(ctx.report)['pointwise-large'], tile);
+    assert.equal(getConvTiling(ctx.report).stem, DEFAULT_CONV_TILING.stem);
+    writeFileSync(join(dir, 'tiles.json'), '{ not json');
+    const warn = console.warn;
+    let warned = '';
+    console.warn = (m: string) => (warned = m);
+    try {
+      assert.equal(getConvTiling(ctx.report), DEFAULT_CONV_TILING);
+    } finally {
+      console.warn = warn;
+    }
+    assert.match(warned, /ignoring the conv tile cache/);
+  } finally {
+    if (saved === undefined) delete process.env.MASKGPU_CACHE_DIR;
+    else process.env.MASKGPU_CACHE_DIR = saved;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+convVec.test('float16Bits rounds to nearest even, keeps subnormals, overflows to infinity', () => {
+  const cases: Array<[number, number]> = [
+    [1, 0x3c00],
+    [-2, 0xc000],
+    [65504, 0x7bff],
+    [65520, 0x7c00],
+    [2 ** -24, 0x0001],
+    [2 ** -26, 0x0000],
+    [1 + 2 ** -11, 0x3c00], // tie: to even
+    [1 + 3 * 2 ** -11, 0x3c02], // tie: to even (up)
+    [0.1, 0x2e66],
+    [-0, 0x8000],
+    [Infinity, 0x7c00],
+  ];
+  const bits = float16Bits(Float32Array.from(cases.map((c) => c[0])));
+  cases.forEach(([v, want], i) => assert.is(bits[i], want, `${v} -> 0x${bits[i].toString(16)}, expected 0x${want.toString(16)}`));
+  assert.ok(Number.isNaN(float16Value(float16Bits(Float32Array.of(NaN))[0])));
+  for (const v of [0.1, -3.5, 1e-6, 1234.5]) assert.ok(Math.abs(float16Value(float16Bits(Float32Array.of(v))[0]) - v) <= Math.abs(v) * 2 ** -11 + 2 ** -25);
+});
+
+convVec.test('half-size residual (fused FPN merge): conv + nearest x2 upsample-add, bit-identical to the two kernels', async (ctx) => {
+  const c = { batch: 2, cin: 37, cout: 13, h: 10, w: 14 };
+  const spec: Conv2dSpec = { cin: c.cin, cout: c.cout, kernel: [1, 1] };
+  const x = normal(330, c.batch * c.cin * c.h * c.w);
+  const w = normal(331, c.cout * c.cin, 0.2);
+  const b = uniform(332, c.cout);
+  const top = normal(333, c.batch * c.cout * (c.h / 2) * (c.w / 2));
+  const conv = new Conv2d(ctx, spec, w, b, 'fpn-fused');
+  const count = c.batch * c.cout * c.h * c.w;
+  const input = ctx.upload('x', x);
+  const topBuf = ctx.upload('top', top);
+  const fused = ctx.createBuffer('fused', count * 4);
+  const lateral = ctx.createBuffer('lateral', count * 4);
+  const merged = ctx.createBuffer('merged', count * 4);
+  const planes = c.batch * c.cout;
+  submitDispatches(ctx, [
+    conv.plan(c, { input, output: fused, residualHalf: topBuf }),
+    conv.plan(c, { input, output: lateral }),
+    planUpsampleNearestAdd(ctx, { planes, h: c.h, w: c.w, topH: c.h / 2, topW: c.w / 2 }, { lateral, top: topBuf, output: merged }),
+  ]);
+  const got = await ctx.readF32(fused, count);
+  const conv64 = conv2dRef({ ...c, kh: 1, kw: 1 }, x, w, b).data;
+  assertClose(got, upsampleNearestAddRef({ planes, h: c.h, w: c.w, topH: c.h / 2, topW: c.w / 2 }, conv64, top), f32Accum, 'fused vs float64');
+  assertClose(got, await ctx.readF32(merged, count), exact, 'fused vs conv then upsampleNearestAdd');
+  assert.throws(() => conv.plan({ batch: 1, h: 9, w: 14 }, { input, output: fused, residualHalf: topBuf }), /even output size/);
+});
+
+// f16 weights: the GPU must compute exactly conv(x, f16(w)) with f32 sums, and stay within a stated
+// distance of the f32 conv (weights rounded to 11 significant bits: relative error <= 2^-11 each).
+const f16Rounded: Tolerance = { name: 'f16 weights vs f32', abs: 2e-3, rel: 2e-3 };
+convVec.test('f16 weights (shader-f16): equal to the conv of the f16-rounded weights; near f32', async (ctx) => {
+  const c = { batch: 1, cin: 37, cout: 13, h: 9, w: 7 };
+  const spec: Conv2dSpec = { cin: c.cin, cout: c.cout, kernel: [3, 3], padding: [1, 1], relu: true, precision: 'f16' };
+  const x = normal(340, c.cin * c.h * c.w);
+  const w = normal(341, c.cout * c.cin * 9, Math.sqrt(2 / (c.cin * 9)));
+  const b = uniform(342, c.cout);
+  if (!ctx.device.features.has('shader-f16')) {
+    assert.throws(() => new Conv2d(ctx, spec, w, b), /needs the WebGPU feature 'shader-f16'.*use precision 'f32'/);
+    return;
+  }
+  const got = await convOnce(ctx, spec, x, w, b, c);
+  const w16 = Float32Array.from(float16Bits(w), float16Value);
+  const ref = (weights: Float32Array) => conv2dRef({ ...c, cout: c.cout, kh: 3, kw: 3, padding: [1, 1], relu: true }, x, weights, b).data;
+  assertClose(got, ref(w16), f32Accum, 'f16 conv vs float64 conv of the rounded weights');
+  assertClose(got, ref(w), f16Rounded, 'f16 conv vs float64 conv of the f32 weights');
+});
+convVec.run();

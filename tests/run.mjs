@@ -4,6 +4,7 @@
 // line `N passed, N failed` for CI. Usage: node tests/run.mjs [file ...]
 import { spawn } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -25,7 +26,9 @@ function runFile(file) {
     const started = Date.now();
     const child = spawn(process.execPath, ['--import', './tools/register.mjs', file], {
       cwd: root,
-      env: { ...process.env, NO_COLOR: '1' },
+      // Tests never read a tuned conv tile cache (tiles change speed only, but a test run should
+      // not depend on what `npm run tune` left in ~/.cache): point the engine at an empty place.
+      env: { ...process.env, NO_COLOR: '1', MASKGPU_CACHE_DIR: join(tmpdir(), `maskgpu-test-no-cache-${process.pid}`) },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let text = '';

@@ -1,24 +1,23 @@
 // conv2d (shaders/conv2d.wgsl): implicit-GEMM convolution with bias, optional residual add and
-// ReLU fused in the epilogue. Compile-time: kernel size, whether padding is possible, the epilogue
-// and the register/workgroup tile. Run-time uniforms: batch, channels, sizes, stride, padding,
-// dilation. Weights are reordered once, at load, from torch's [Cout][Cin][KH][KW] to
-// [Cout][KH][KW][Cin].
+// ReLU fused in the epilogue. Compile-time: kernel size, whether padding is possible, the epilogue,
+// the register/workgroup tile (per adapter and conv class, engine/kernels/convTiling.ts), vec4
+// input loads for aligned 1x1 convs, and the weights' storage precision. Run-time uniforms: batch,
+// channels, sizes, stride, padding, dilation. Weights are packed once, at load, from torch's
+// [Cout][Cin][KH][KW] to [KH][KW][Cin][Cout rounded up to 4] (f32, or f16 with shader-f16).
 
 import source from '../../shaders/conv2d.wgsl';
-import type { GpuContext } from '../gpu.ts';
+import { GpuError, type GpuContext } from '../gpu.ts';
+import { float16Bits } from '../float16.ts';
+import { checkConvTile, convClass, getConvTiling, type ConvTile } from './convTiling.ts';
 import { ceilDiv, Dispatch } from './dispatch.ts';
 
-export interface ConvTile {
-  /** Output channels per invocation. */
-  tm: number;
-  /** Output pixels per invocation. */
-  tn: number;
-  wgX: number;
-  wgY: number;
-}
+export type { ConvTile } from './convTiling.ts';
 
-/** Best measured on Mesa lavapipe (see bench/README.md); override per adapter. */
-export const DEFAULT_CONV_TILE: ConvTile = { tm: 8, tn: 8, wgX: 4, wgY: 4 };
+/**
+ * Storage precision of the weights: 'f16' halves their memory and bandwidth (products and sums stay
+ * f32); it needs the adapter feature 'shader-f16'.
+ */
+export type ConvPrecision = 'f32' | 'f16';
 
 export interface Conv2dSpec {
   cin: number;
@@ -29,7 +28,9 @@ export interface Conv2dSpec {
   dilation?: [number, number];
   relu?: boolean;
   residual?: boolean;
+  /** Overrides the adapter's tile for this conv (tests, the tuner). */
   tile?: ConvTile;
+  precision?: ConvPrecision;
 }
 
 export interface ConvShape {
@@ -43,29 +44,60 @@ export function convOutputSize(inSize: number, k: number, s: number, p: number, 
   return Math.floor((inSize + 2 * p - d * (k - 1) - 1) / s) + 1;
 }
 
-/** [Cout][Cin][KH][KW] -> [Cout][KH][KW][Cin]. */
-export function reorderConvWeight(w: Float32Array, cout: number, cin: number, kh: number, kw: number): Float32Array {
+/** GEMM weight rows [M][K] -> [K][M4] (M rounded up to a multiple of 4, zero filled): vec4 columns. */
+export function packGemmWeight(rows: Float32Array, m: number, k: number): Float32Array {
+  if (rows.length !== m * k) throw new Error(`GEMM weight has ${rows.length} values, expected ${m}x${k} = ${m * k}`);
+  const m4 = Math.ceil(m / 4) * 4;
+  const out = new Float32Array(k * m4);
+  for (let r = 0; r < m; r++) for (let c = 0; c < k; c++) out[c * m4 + r] = rows[r * k + c];
+  return out;
+}
+
+/** torch [Cout][Cin][KH][KW] -> [KH][KW][Cin][Cout4], the layout conv2d.wgsl reads. */
+export function packConvWeight(w: Float32Array, cout: number, cin: number, kh: number, kw: number): Float32Array {
   if (w.length !== cout * cin * kh * kw) {
     throw new Error(`conv weight has ${w.length} values, expected ${cout}x${cin}x${kh}x${kw} = ${cout * cin * kh * kw}`);
   }
-  const out = new Float32Array(w.length);
+  // Rows [Cout][(ky, kx, ci)] first, then the shared transpose to [K][Cout4].
+  const rows = new Float32Array(w.length);
   for (let o = 0; o < cout; o++)
     for (let i = 0; i < cin; i++)
       for (let y = 0; y < kh; y++)
-        for (let x = 0; x < kw; x++) out[((o * kh + y) * kw + x) * cin + i] = w[((o * cin + i) * kh + y) * kw + x];
-  return out;
+        for (let x = 0; x < kw; x++) rows[((o * kh + y) * kw + x) * cin + i] = w[((o * cin + i) * kh + y) * kw + x];
+  return packGemmWeight(rows, cout, cin * kh * kw);
+}
+
+/** Uploads packed weights in the storage precision; f16 needs the device feature. */
+export function uploadConvWeight(ctx: GpuContext, label: string, packed: Float32Array, precision: ConvPrecision): GPUBuffer {
+  if (precision === 'f32') return ctx.upload(label, packed);
+  if (precision !== 'f16') throw new Error(`${label}: precision '${precision}' is not 'f32' or 'f16'`);
+  if (!ctx.device.features.has('shader-f16')) {
+    throw new GpuError(
+      `${label}: f16 weights need the WebGPU feature 'shader-f16', which this device lacks (${ctx.report.description || ctx.report.vendor || 'unknown adapter'}); use precision 'f32'`,
+    );
+  }
+  return ctx.upload(label, float16Bits(packed));
+}
+
+/** The conv2d shader with the weights' storage type for `precision`. */
+export function conv2dSource(precision: ConvPrecision): string {
+  if (precision === 'f32') return source;
+  const decl = 'alias WeightVec = vec4<f32>;';
+  if (!source.includes(decl)) throw new Error(`conv2d.wgsl no longer declares '${decl}'`);
+  return `enable f16;\n${source.replace(decl, 'alias WeightVec = vec4<f16>;')}`;
 }
 
 export class Conv2d {
   readonly stride: [number, number];
   readonly padding: [number, number];
   readonly dilation: [number, number];
+  readonly precision: ConvPrecision;
   private readonly weight: GPUBuffer;
   private readonly bias: GPUBuffer;
   private readonly placeholder: GPUBuffer;
 
   /**
-   * @param weight torch layout [Cout][Cin][KH][KW] (reordered here, once)
+   * @param weight torch layout [Cout][Cin][KH][KW] (packed here, once)
    * @param bias [Cout], or undefined for zeros
    */
   constructor(
@@ -79,8 +111,10 @@ export class Conv2d {
     this.stride = spec.stride ?? [1, 1];
     this.padding = spec.padding ?? [0, 0];
     this.dilation = spec.dilation ?? [1, 1];
+    this.precision = spec.precision ?? 'f32';
+    if (spec.tile) checkConvTile(spec.tile, ctx.device.limits.maxComputeInvocationsPerWorkgroup);
     if (bias && bias.length !== spec.cout) throw new Error(`${label}: bias has ${bias.length} values, expected ${spec.cout}`);
-    this.weight = ctx.upload(`${label}.weight`, reorderConvWeight(weight, spec.cout, spec.cin, kh, kw));
+    this.weight = uploadConvWeight(ctx, `${label}.weight`, packConvWeight(weight, spec.cout, spec.cin, kh, kw), this.precision);
     this.bias = ctx.upload(`${label}.bias`, bias ?? new Float32Array(spec.cout));
     this.placeholder = ctx.createBuffer(`${label}.no-residual`, 16);
   }
@@ -93,20 +127,40 @@ export class Conv2d {
     return { batch: input.batch, h: oh, w: ow };
   }
 
+  /** The tile this conv runs with for `input`: its own, else the adapter's for its class. */
+  tileFor(input: ConvShape): ConvTile {
+    if (this.spec.tile) return this.spec.tile;
+    const out = this.outputShape(input);
+    const [kh, kw] = this.spec.kernel;
+    return getConvTiling(this.ctx.report)[convClass(this.spec.cin, kh, kw, out.batch * out.h * out.w)];
+  }
+
   /**
    * Binds buffers for one input size; `output` must hold batch x Cout x OH x OW floats. With
    * `batchLimit` (a u32 GPU buffer) only the first min(batch, batchLimit[0]) entries are computed.
+   * `residualHalf` ([batch][Cout][OH/2][OW/2]) is added nearest-upsampled x2 after the bias: the
+   * FPN merge lateral + interpolate(top) in one pass, bit-identical to the two kernels.
    */
-  plan(input: ConvShape, buffers: { input: GPUBuffer; output: GPUBuffer; residual?: GPUBuffer; batchLimit?: GPUBuffer }): Dispatch {
+  plan(
+    input: ConvShape,
+    buffers: { input: GPUBuffer; output: GPUBuffer; residual?: GPUBuffer; residualHalf?: GPUBuffer; batchLimit?: GPUBuffer },
+  ): Dispatch {
     const { spec } = this;
     if (!!spec.residual !== !!buffers.residual) {
       throw new Error(`${this.label}: residual buffer ${spec.residual ? 'missing' : 'given but the conv has no residual'}`);
     }
+    if (buffers.input.size % 16) {
+      throw new Error(`${this.label}: the input buffer's size (${buffers.input.size} bytes) must be a multiple of 16 (it is read as vec4s); allocate it with GpuContext.createBuffer`);
+    }
     const out = this.outputShape(input);
-    const tile = spec.tile ?? DEFAULT_CONV_TILE;
+    if (buffers.residualHalf && (spec.residual || out.h % 2 || out.w % 2)) {
+      throw new Error(`${this.label}: a half-size residual needs a conv without its own residual and an even output size (got ${out.h}x${out.w})`);
+    }
+    const tile = this.tileFor(input);
     const [kh, kw] = spec.kernel;
+    const pointwise = kh === 1 && kw === 1 && this.stride.every((s) => s === 1) && this.padding.every((p) => p === 0);
     const kernel = this.ctx.kernel({
-      source,
+      source: conv2dSource(this.precision),
       label: this.label,
       consts: {
         TM: tile.tm,
@@ -118,8 +172,10 @@ export class Conv2d {
         PADDED: this.padding[0] > 0 || this.padding[1] > 0,
         RELU: !!spec.relu,
         RESIDUAL: !!spec.residual,
+        RESIDUAL_HALF: !!buffers.residualHalf,
         SHUFFLE: 1,
         DYNAMIC_BATCH: !!buffers.batchLimit,
+        VEC_N: pointwise && (out.h * out.w) % 4 === 0 && tile.tn % 4 === 0,
       },
     });
     const n = input.batch * out.h * out.w;
@@ -145,7 +201,7 @@ export class Conv2d {
         input: buffers.input,
         weight: this.weight,
         bias: this.bias,
-        residual: buffers.residual ?? this.placeholder,
+        residual: buffers.residual ?? buffers.residualHalf ?? this.placeholder,
         output: buffers.output,
         batch_limit: buffers.batchLimit ?? this.placeholder,
       },

@@ -6,7 +6,8 @@
 
 import source from '../../shaders/conv2d.wgsl';
 import type { GpuContext } from '../gpu.ts';
-import { DEFAULT_CONV_TILE, type ConvShape, type ConvTile } from './conv2d.ts';
+import { packGemmWeight, type ConvShape } from './conv2d.ts';
+import { checkConvTile, convClass, getConvTiling, type ConvTile } from './convTiling.ts';
 import { ceilDiv, Dispatch } from './dispatch.ts';
 
 export interface ConvTranspose2dSpec {
@@ -41,7 +42,9 @@ export class ConvTranspose2d {
     readonly label = 'convTranspose2d',
   ) {
     if (bias && bias.length !== spec.cout) throw new Error(`${label}: bias has ${bias.length} values, expected ${spec.cout}`);
-    this.weight = ctx.upload(`${label}.weight`, reorderConvTransposeWeight(weight, spec.cin, spec.cout, spec.scale));
+    if (spec.tile) checkConvTile(spec.tile, ctx.device.limits.maxComputeInvocationsPerWorkgroup);
+    const rows = spec.cout * spec.scale * spec.scale;
+    this.weight = ctx.upload(`${label}.weight`, packGemmWeight(reorderConvTransposeWeight(weight, spec.cin, spec.cout, spec.scale), rows, spec.cin));
     this.bias = ctx.upload(`${label}.bias`, bias ?? new Float32Array(spec.cout));
     this.placeholder = ctx.createBuffer(`${label}.no-residual`, 16);
   }
@@ -53,12 +56,12 @@ export class ConvTranspose2d {
   /** With `batchLimit` (u32 GPU buffer) only the first min(batch, batchLimit[0]) entries are computed. */
   plan(input: ConvShape, buffers: { input: GPUBuffer; output: GPUBuffer; batchLimit?: GPUBuffer }): Dispatch {
     const { spec } = this;
-    const tile = spec.tile ?? DEFAULT_CONV_TILE;
     const rows = spec.cout * spec.scale * spec.scale;
+    const tile = spec.tile ?? getConvTiling(this.ctx.report)[convClass(spec.cin, 1, 1, input.batch * input.h * input.w)];
     const kernel = this.ctx.kernel({
       source,
       label: this.label,
-      consts: { TM: tile.tm, TN: tile.tn, WG_X: tile.wgX, WG_Y: tile.wgY, KH: 1, KW: 1, PADDED: false, RELU: !!spec.relu, RESIDUAL: false, SHUFFLE: spec.scale, DYNAMIC_BATCH: !!buffers.batchLimit },
+      consts: { TM: tile.tm, TN: tile.tn, WG_X: tile.wgX, WG_Y: tile.wgY, KH: 1, KW: 1, PADDED: false, RELU: !!spec.relu, RESIDUAL: false, SHUFFLE: spec.scale, DYNAMIC_BATCH: !!buffers.batchLimit, VEC_N: false },
     });
     const n = input.batch * input.h * input.w;
     return Dispatch.create(

@@ -32,10 +32,20 @@ export function planMatmul(
 ): Dispatch {
   const tile = spec.tile ?? DEFAULT_MATMUL_TILE;
   if (!!spec.bias !== !!buffers.bias) throw new Error(`${label}: bias buffer ${spec.bias ? 'missing' : 'given but unused'}`);
+  if (buffers.b.size % 16) throw new Error(`${label}: B's buffer size (${buffers.b.size} bytes) must be a multiple of 16 (it is read as vec4s); allocate it with GpuContext.createBuffer`);
   const kernel = ctx.kernel({
     source,
     label,
-    consts: { TM: tile.tm, TN: tile.tn, WG_X: tile.wgX, WG_Y: tile.wgY, TRANS_B: !!spec.transB, BIAS: !!spec.bias, RELU: !!spec.relu },
+    consts: {
+      TM: tile.tm,
+      TN: tile.tn,
+      WG_X: tile.wgX,
+      WG_Y: tile.wgY,
+      TRANS_B: !!spec.transB,
+      BIAS: !!spec.bias,
+      RELU: !!spec.relu,
+      VEC_B: !spec.transB && dims.n % 4 === 0 && tile.tn % 4 === 0,
+    },
   });
   return Dispatch.create(
     ctx,

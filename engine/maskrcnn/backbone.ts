@@ -4,14 +4,15 @@
 // Semantics: torchvision resnet.Bottleneck, ops.FeaturePyramidNetwork, LastLevelMaxPool.
 
 import type { GpuContext } from '../gpu.ts';
-import { Conv2d } from '../kernels/conv2d.ts';
+import { Conv2d, type ConvPrecision } from '../kernels/conv2d.ts';
 import type { Dispatch } from '../kernels/dispatch.ts';
 import { maxPoolOutputShape, planMaxPool2d } from '../kernels/maxpool2d.ts';
 import { planUpsampleNearestAdd } from '../kernels/upsampleNearestAdd.ts';
 import type { BufferPool, Tensor } from '../planner.ts';
 import type { ConvParams, MaskRCNNWeights } from '../../weights-loader/maskrcnn.ts';
+import type { StageMarker } from './stages.ts';
 
-export function makeConv(ctx: GpuContext, p: ConvParams, label: string, opts: { relu?: boolean; residual?: boolean } = {}): Conv2d {
+export function makeConv(ctx: GpuContext, p: ConvParams, label: string, opts: { relu?: boolean; residual?: boolean; precision?: ConvPrecision } = {}): Conv2d {
   return new Conv2d(
     ctx,
     {
@@ -22,6 +23,7 @@ export function makeConv(ctx: GpuContext, p: ConvParams, label: string, opts: { 
       padding: [p.padding, p.padding],
       relu: opts.relu,
       residual: opts.residual,
+      precision: opts.precision,
     },
     p.weight,
     p.bias,
@@ -58,34 +60,35 @@ export class ResNetFpn {
   constructor(
     private readonly ctx: GpuContext,
     w: MaskRCNNWeights,
+    precision: ConvPrecision = 'f32',
   ) {
-    this.stem = makeConv(ctx, w.stem, 'backbone.conv1', { relu: true });
+    this.stem = makeConv(ctx, w.stem, 'backbone.conv1', { relu: true, precision });
     this.stages = w.layers.map((blocks, li) =>
       blocks.map((b, bi) => {
         const name = `backbone.layer${li + 1}.${bi}`;
         return {
-          conv1: makeConv(ctx, b.conv1, `${name}.conv1`, { relu: true }),
-          conv2: makeConv(ctx, b.conv2, `${name}.conv2`, { relu: true }),
-          conv3: makeConv(ctx, b.conv3, `${name}.conv3`, { relu: true, residual: true }),
-          downsample: b.downsample ? makeConv(ctx, b.downsample, `${name}.downsample`) : undefined,
+          conv1: makeConv(ctx, b.conv1, `${name}.conv1`, { relu: true, precision }),
+          conv2: makeConv(ctx, b.conv2, `${name}.conv2`, { relu: true, precision }),
+          conv3: makeConv(ctx, b.conv3, `${name}.conv3`, { relu: true, residual: true, precision }),
+          downsample: b.downsample ? makeConv(ctx, b.downsample, `${name}.downsample`, { precision }) : undefined,
         };
       }),
     );
-    this.inner = w.fpn.inner.map((p, i) => makeConv(ctx, p, `fpn.inner${i}`));
-    this.layer = w.fpn.layer.map((p, i) => makeConv(ctx, p, `fpn.layer${i}`));
+    this.inner = w.fpn.inner.map((p, i) => makeConv(ctx, p, `fpn.inner${i}`, { precision }));
+    this.layer = w.fpn.layer.map((p, i) => makeConv(ctx, p, `fpn.layer${i}`, { precision }));
     this.fpnChannels = w.fpn.layer[0].cout;
   }
 
-  private conv(pool: BufferPool, out: Dispatch[], conv: Conv2d, x: FeatureMap, residual?: FeatureMap): FeatureMap {
+  private conv(pool: BufferPool, out: Dispatch[], conv: Conv2d, x: FeatureMap, residual?: FeatureMap, residualHalf?: FeatureMap): FeatureMap {
     const o = conv.outputShape({ batch: 1, h: x.h, w: x.w });
     const c = conv.spec.cout;
     const t = pool.tensor(conv.label, [c, o.h, o.w]);
-    out.push(conv.plan({ batch: 1, h: x.h, w: x.w }, { input: x.buffer, output: t.buffer, residual: residual?.buffer }));
+    out.push(conv.plan({ batch: 1, h: x.h, w: x.w }, { input: x.buffer, output: t.buffer, residual: residual?.buffer, residualHalf: residualHalf?.buffer }));
     return { ...t, c, h: o.h, w: o.w };
   }
 
   /** Records the backbone + FPN for `image` [3, H, W]; `image` stays owned by the caller. */
-  plan(pool: BufferPool, image: FeatureMap, out: Dispatch[]): BackboneOutput {
+  plan(pool: BufferPool, image: FeatureMap, out: Dispatch[], mark?: StageMarker): BackboneOutput {
     const ctx = this.ctx;
     let x = this.conv(pool, out, this.stem, image);
     const mp = maxPoolOutputShape({ kernel: 3, stride: 2, padding: 1 }, { batch: 1, h: x.h, w: x.w });
@@ -113,11 +116,22 @@ export class ResNetFpn {
 
     // FPN top-down: last_inner = inner[3](C5); P5 = layer[3](last_inner); then for 2, 1, 0:
     // last_inner = inner[i](C_i) + nearest(last_inner); P_i = layer[i](last_inner).
+    mark?.('fpn');
     const levels: FeatureMap[] = new Array(4);
     let lastInner = this.conv(pool, out, this.inner[3], stageOutputs[3]);
     pool.release(stageOutputs[3]);
     levels[3] = this.conv(pool, out, this.layer[3], lastInner);
     for (let i = 2; i >= 0; i--) {
+      const size = this.inner[i].outputShape({ batch: 1, h: stageOutputs[i].h, w: stageOutputs[i].w });
+      if (size.h === 2 * lastInner.h && size.w === 2 * lastInner.w) {
+        // Exactly x2 (inputs padded to a multiple of 32): the merge runs in the lateral conv's
+        // epilogue, saving a pass over the level and a dispatch (bench/NOTES.md).
+        const merged = this.conv(pool, out, this.inner[i], stageOutputs[i], undefined, lastInner);
+        pool.release(stageOutputs[i], lastInner);
+        lastInner = merged;
+        levels[i] = this.conv(pool, out, this.layer[i], lastInner);
+        continue;
+      }
       const lateral = this.conv(pool, out, this.inner[i], stageOutputs[i]);
       pool.release(stageOutputs[i]);
       const merged = pool.tensor(`fpn.merge${i}`, [lateral.c, lateral.h, lateral.w]);

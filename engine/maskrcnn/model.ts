@@ -1,13 +1,16 @@
 // Mask R-CNN (torchvision maskrcnn_resnet50_fpn v1, eval) on WebGPU. The model holds the weights
 // on the GPU; for each input size it compiles a plan once (pipelines, bind groups, every buffer,
 // reused by liveness) and afterwards a segment() call only uploads the pixels, records the plan
-// into one compute pass, submits once and reads back the final result (boxes, scores, labels and
+// into one command encoder, submits once and reads back the final result (boxes, scores, labels and
 // bit-packed masks, in one mapping). Concurrent segment() calls on one model are queued.
+// Each run also reports how long each stage took (stages.ts): from GPU timestamps when the device
+// has them (one compute pass per stage, same single submit), else with { profile: true } from
+// the CPU, submitting stage by stage.
 
 import { type AdapterReport } from '../device.ts';
 import { GpuContext } from '../gpu.ts';
 import type { Dispatch } from '../kernels/dispatch.ts';
-import { normalizationTable, packRgb, planPreprocess, resizePlan, type ResizePlan } from '../kernels/preprocess.ts';
+import { normalizationTable, PreprocessInput, resizePlan, type ResizePlan } from '../kernels/preprocess.ts';
 import { BufferPool } from '../planner.ts';
 import { encodeRleFromBits, type RleMask } from '../rle.ts';
 import { loadMaskRCNNWeights, maskrcnnParseOptions, type MaskRCNNWeights } from '../../weights-loader/maskrcnn.ts';
@@ -16,6 +19,7 @@ import { ResNetFpn } from './backbone.ts';
 import { resolveOptions, type MaskRCNNOptions, type ResolvedOptions } from './options.ts';
 import { RoiHeads, type DetectionOutputs } from './roiHeads.ts';
 import { Rpn, type Destroyable } from './rpn.ts';
+import { STAGES, StageMarks, stagesFromTimestamps, TIMESTAMP_BYTES, TIMESTAMP_COUNT, type StagesMs } from './stages.ts';
 
 export interface RgbImage {
   width: number;
@@ -39,7 +43,26 @@ export interface SegmentResult {
   detections: Detection[];
   /** plan: compiling the plan (first image of a size only); gpu: upload to mapped results; masks: RLE. */
   timingsMs: { total: number; plan: number; gpu: number; masks: number };
+  /**
+   * Milliseconds per stage (engine/maskrcnn/stages.ts): GPU timestamps when the device has the
+   * 'timestamp-query' feature; else, with { profile: true }, CPU time of stage-by-stage submits
+   * (slower: a round trip per stage); else null.
+   */
+  stagesMs: StagesMs | null;
+  stagesSource: 'gpu-timestamps' | 'cpu' | null;
   adapter: AdapterReport;
+}
+
+export interface SegmentOptions {
+  /** Without timestamp queries, time each stage by submitting it alone and waiting for it. */
+  profile?: boolean;
+}
+
+interface GpuResults {
+  header: Float32Array;
+  bits: Uint32Array;
+  stagesMs: StagesMs | null;
+  stagesSource: SegmentResult['stagesSource'];
 }
 
 interface ImagePlan {
@@ -47,15 +70,21 @@ interface ImagePlan {
   pool: BufferPool;
   keep: Destroyable[];
   dispatches: Dispatch[];
-  rgb: GPUBuffer;
+  /** `dispatches` split by stage, in STAGES order. */
+  stages: Dispatch[][];
+  /** The image's input buffers (one per band of rows when it exceeds a binding) and their upload. */
+  image: PreprocessInput;
   outputs: DetectionOutputs;
   headerStaging: GPUBuffer;
   maskStaging: GPUBuffer;
   headerBytes: number;
+  /** Where the stage timestamps sit in headerStaging, after the header. */
+  timestampOffset: number;
   maskBytes: number;
 }
 
 const MAP_READ_COPY_DST = 0x01 | 0x08;
+const QUERY_RESOLVE_COPY_SRC = 0x200 | 0x04;
 
 export class MaskRCNN {
   readonly options: ResolvedOptions;
@@ -63,11 +92,15 @@ export class MaskRCNN {
   private readonly rpn: Rpn;
   private readonly heads: RoiHeads;
   private readonly table: GPUBuffer;
+  /** Present when the device has 'timestamp-query': one query set reused by every run. */
+  private readonly timestamps?: { querySet: GPUQuerySet; resolve: GPUBuffer };
   private readonly plans = new Map<string, ImagePlan>();
   private queue: Promise<unknown> = Promise.resolve();
   private destroyed = false;
-  /** Plans kept for different input sizes before the least recently used is freed. */
+  /** Plans kept for different input sizes before the least recently used is freed (the one in use always stays). */
   maxCachedPlans = 4;
+  /** Largest window of the input image one preprocess dispatch binds (default: the adapter's limits); lowered only by tests. */
+  inputBandBytes: number | undefined;
 
   constructor(
     readonly ctx: GpuContext,
@@ -75,10 +108,16 @@ export class MaskRCNN {
     options: MaskRCNNOptions = {},
   ) {
     this.options = resolveOptions(options, weights.meta);
-    this.backbone = new ResNetFpn(ctx, weights);
-    this.rpn = new Rpn(ctx, weights.rpn);
-    this.heads = new RoiHeads(ctx, weights);
+    this.backbone = new ResNetFpn(ctx, weights, this.options.precision);
+    this.rpn = new Rpn(ctx, weights.rpn, this.options.precision);
+    this.heads = new RoiHeads(ctx, weights, this.options.precision);
     this.table = ctx.upload('normalization', normalizationTable(weights.meta.imageMean, weights.meta.imageStd));
+    if (ctx.device.features.has('timestamp-query')) {
+      this.timestamps = {
+        querySet: ctx.device.createQuerySet({ label: 'maskrcnn stage timestamps', type: 'timestamp', count: TIMESTAMP_COUNT }),
+        resolve: ctx.createBuffer('maskrcnn stage timestamps', TIMESTAMP_BYTES, QUERY_RESOLVE_COPY_SRC),
+      };
+    }
   }
 
   get classes(): string[] {
@@ -86,8 +125,8 @@ export class MaskRCNN {
   }
 
   /** Segments one image. Calls are queued: results equal sequential calls. */
-  segment(image: RgbImage): Promise<SegmentResult> {
-    const run = this.queue.then(() => this.run(image));
+  segment(image: RgbImage, options: SegmentOptions = {}): Promise<SegmentResult> {
+    const run = this.queue.then(() => this.run(image, options.profile ?? false));
     this.queue = run.catch(() => undefined);
     return run;
   }
@@ -104,32 +143,19 @@ export class MaskRCNN {
     return data.length === width * height * 3 ? 3 : 4;
   }
 
-  private async run(image: RgbImage): Promise<SegmentResult> {
+  private async run(image: RgbImage, profile: boolean): Promise<SegmentResult> {
     const t0 = performance.now();
     const channels = this.checkImage(image);
     this.ctx.assertAlive();
-    const plan = await this.ctx.checked('planning Mask R-CNN', () => this.planFor(image.height, image.width));
+    // A plan whose creation raised a GPU error (out of memory, validation) holds invalid buffers: never keep it.
+    const plan = await this.ctx.checked('planning Mask R-CNN', () => this.planFor(image.height, image.width)).catch((e: unknown) => {
+      this.destroyPlan(`${image.height}x${image.width}`);
+      throw e;
+    });
     const t1 = performance.now();
 
-    const rgb = channels === 3 ? image.data : dropAlpha(image.data);
-    this.ctx.write(plan.rgb, packRgb(rgb instanceof Uint8Array ? rgb : new Uint8Array(rgb.buffer, rgb.byteOffset, rgb.byteLength)));
-    const device = this.ctx.device;
-    const { header, bits } = await this.ctx.checked('running Mask R-CNN', async () => {
-      const encoder = device.createCommandEncoder({ label: 'maskrcnn' });
-      const pass = encoder.beginComputePass({ label: 'maskrcnn' });
-      for (const d of plan.dispatches) d.record(pass);
-      pass.end();
-      encoder.copyBufferToBuffer(plan.outputs.keptCount.buffer, 0, plan.headerStaging, 0, 4);
-      encoder.copyBufferToBuffer(plan.outputs.result.buffer, 0, plan.headerStaging, 16, plan.headerBytes - 16);
-      encoder.copyBufferToBuffer(plan.outputs.masks.buffer, 0, plan.maskStaging, 0, plan.maskBytes);
-      device.queue.submit([encoder.finish()]);
-      await Promise.all([plan.headerStaging.mapAsync(0x0001), plan.maskStaging.mapAsync(0x0001)]);
-      const h = new Float32Array(plan.headerStaging.getMappedRange(0, plan.headerBytes).slice(0));
-      const b = new Uint32Array(plan.maskStaging.getMappedRange(0, plan.maskBytes).slice(0));
-      plan.headerStaging.unmap();
-      plan.maskStaging.unmap();
-      return { header: h, bits: b };
-    });
+    plan.image.write(image.data, channels);
+    const { header, bits, stagesMs, stagesSource } = await this.ctx.checked('running Mask R-CNN', () => this.execute(plan, profile));
     const t2 = performance.now();
 
     const count = new Uint32Array(header.buffer, 0, 1)[0];
@@ -153,8 +179,71 @@ export class MaskRCNN {
       image: { width, height },
       detections,
       timingsMs: { total: t3 - t0, plan: t1 - t0, gpu: t2 - t1, masks: t3 - t2 },
+      stagesMs,
+      stagesSource,
       adapter: this.ctx.report,
     };
+  }
+
+  /** Records and submits the plan and maps the results (one submit unless CPU-profiling). */
+  private async execute(plan: ImagePlan, profile: boolean): Promise<GpuResults> {
+    const device = this.ctx.device;
+    const ts = this.timestamps;
+    const copyResults = (encoder: GPUCommandEncoder) => {
+      encoder.copyBufferToBuffer(plan.outputs.keptCount.buffer, 0, plan.headerStaging, 0, 4);
+      encoder.copyBufferToBuffer(plan.outputs.result.buffer, 0, plan.headerStaging, 16, plan.headerBytes - 16);
+      encoder.copyBufferToBuffer(plan.outputs.masks.buffer, 0, plan.maskStaging, 0, plan.maskBytes);
+      if (ts) {
+        encoder.resolveQuerySet(ts.querySet, 0, TIMESTAMP_COUNT, ts.resolve, 0);
+        encoder.copyBufferToBuffer(ts.resolve, 0, plan.headerStaging, plan.timestampOffset, TIMESTAMP_BYTES);
+      }
+    };
+    let cpuStages: StagesMs | null = null;
+    if (ts || !profile) {
+      const encoder = device.createCommandEncoder({ label: 'maskrcnn' });
+      if (ts) {
+        plan.stages.forEach((list, i) => {
+          const timestampWrites = { querySet: ts.querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 };
+          const pass = encoder.beginComputePass({ label: `maskrcnn ${STAGES[i]}`, timestampWrites });
+          for (const d of list) d.record(pass);
+          pass.end();
+        });
+      } else {
+        const pass = encoder.beginComputePass({ label: 'maskrcnn' });
+        for (const d of plan.dispatches) d.record(pass);
+        pass.end();
+      }
+      copyResults(encoder);
+      device.queue.submit([encoder.finish()]);
+    } else {
+      // One submit per stage, each waited for: the time between completions is the stage's.
+      const times: Partial<StagesMs> = {};
+      let last = performance.now();
+      for (const [i, list] of plan.stages.entries()) {
+        const encoder = device.createCommandEncoder({ label: `maskrcnn ${STAGES[i]}` });
+        const pass = encoder.beginComputePass({ label: `maskrcnn ${STAGES[i]}` });
+        for (const d of list) d.record(pass);
+        pass.end();
+        device.queue.submit([encoder.finish()]);
+        await device.queue.onSubmittedWorkDone();
+        const now = performance.now();
+        times[STAGES[i]] = now - last;
+        last = now;
+      }
+      cpuStages = times as StagesMs;
+      const encoder = device.createCommandEncoder({ label: 'maskrcnn results' });
+      copyResults(encoder);
+      device.queue.submit([encoder.finish()]);
+    }
+    await Promise.all([plan.headerStaging.mapAsync(0x0001), plan.maskStaging.mapAsync(0x0001)]);
+    const header = new Float32Array(plan.headerStaging.getMappedRange(0, plan.headerBytes).slice(0));
+    const bits = new Uint32Array(plan.maskStaging.getMappedRange(0, plan.maskBytes).slice(0));
+    const raw = ts ? new BigUint64Array(plan.headerStaging.getMappedRange(plan.timestampOffset, TIMESTAMP_BYTES).slice(0)) : undefined;
+    plan.headerStaging.unmap();
+    plan.maskStaging.unmap();
+    const gpuStages = raw ? stagesFromTimestamps(raw) : null;
+    if (gpuStages) return { header, bits, stagesMs: gpuStages, stagesSource: 'gpu-timestamps' };
+    return { header, bits, stagesMs: cpuStages, stagesSource: cpuStages ? 'cpu' : null };
   }
 
   /** The compiled plan for an original image size (built on first use, cached LRU). */
@@ -175,28 +264,46 @@ export class MaskRCNN {
         `a ${height}x${width} image resized to ${resize.outH}x${resize.outW} needs a ${Math.round(biggest / 2 ** 20)} MiB feature map, over this adapter's ${Math.round(limit / 2 ** 20)} MiB storage binding limit; use a smaller maxSize`,
       );
     }
+    // Masks are pasted at the original size, one bit a pixel per possible detection.
+    const maskBytesPerDetection = height * Math.ceil(width / 32) * 4;
+    if (o.detectionsPerImage * maskBytesPerDetection > limit) {
+      const fits = Math.floor(limit / maskBytesPerDetection);
+      throw new Error(
+        `a ${height}x${width} image needs ${Math.round((o.detectionsPerImage * maskBytesPerDetection) / 2 ** 20)} MiB for the masks of ${o.detectionsPerImage} detections at full size, ` +
+          `over this adapter's ${Math.round(limit / 2 ** 20)} MiB storage binding limit: ` +
+          (fits ? `lower detectionsPerImage to ${fits} or less, or downscale the image` : 'downscale the image'),
+      );
+    }
     const ctx = this.ctx;
     const pool = new BufferPool(ctx);
     const keep: Destroyable[] = [pool];
     const dispatches: Dispatch[] = [];
+    const marks = new StageMarks(dispatches);
     try {
-      const rgb = ctx.createBuffer(`image ${key}`, Math.ceil((height * width * 3) / 4) * 4);
-      keep.push({ destroy: () => ctx.release(rgb) });
       const input = pool.tensor('input', [3, resize.paddedH, resize.paddedW]);
-      dispatches.push(planPreprocess(ctx, resize, { rgb, table: this.table, output: input.buffer }));
-      const { levels } = this.backbone.plan(pool, { ...input, c: 3, h: resize.paddedH, w: resize.paddedW }, dispatches);
+      marks.mark('preprocess');
+      const image = new PreprocessInput(ctx, resize, { table: this.table, output: input.buffer }, this.inputBandBytes, `preprocess ${key}`);
+      keep.push(image);
+      dispatches.push(...image.dispatches);
+      marks.mark('backbone'); // the backbone marks where the FPN starts, the RoI heads the mask head and paste
+      const { levels } = this.backbone.plan(pool, { ...input, c: 3, h: resize.paddedH, w: resize.paddedW }, dispatches, marks.mark);
       pool.release(input);
+      marks.mark('rpn');
       const proposals = this.rpn.plan(pool, levels, resize, o, dispatches, keep);
-      const outputs = this.heads.plan(pool, levels, proposals, resize, { height, width }, o, dispatches, keep);
+      marks.mark('boxHead');
+      const outputs = this.heads.plan(pool, levels, proposals, resize, { height, width }, o, dispatches, keep, marks.mark);
+      const stages = marks.split();
       const headerBytes = 16 + outputs.maxDetections * 6 * 4;
+      const timestampOffset = Math.ceil(headerBytes / 8) * 8;
       const maskBytes = outputs.masks.buffer.size;
-      const headerStaging = ctx.createBuffer(`result staging ${key}`, headerBytes, MAP_READ_COPY_DST);
+      const headerStaging = ctx.createBuffer(`result staging ${key}`, this.timestamps ? timestampOffset + TIMESTAMP_BYTES : headerBytes, MAP_READ_COPY_DST);
       const maskStaging = ctx.createBuffer(`mask staging ${key}`, maskBytes, MAP_READ_COPY_DST);
       keep.push({ destroy: () => (ctx.release(headerStaging), ctx.release(maskStaging)) });
       keep.push(...dispatches);
-      const plan: ImagePlan = { resize, pool, keep, dispatches, rgb, outputs, headerStaging, maskStaging, headerBytes, maskBytes };
+      const plan: ImagePlan = { resize, pool, keep, dispatches, stages, image, outputs, headerStaging, maskStaging, headerBytes, timestampOffset, maskBytes };
       this.plans.set(key, plan);
-      while (this.plans.size > this.maxCachedPlans) {
+      // The plan just built is about to be used: even maxCachedPlans 0 keeps it until the next size.
+      while (this.plans.size > Math.max(1, this.maxCachedPlans)) {
         const [oldest] = this.plans.keys();
         this.destroyPlan(oldest);
       }
@@ -232,18 +339,11 @@ export class MaskRCNN {
     this.rpn.destroy();
     this.heads.destroy();
     this.ctx.release(this.table);
+    if (this.timestamps) {
+      this.timestamps.querySet.destroy();
+      this.ctx.release(this.timestamps.resolve);
+    }
   }
-}
-
-function dropAlpha(rgba: Uint8Array | Uint8ClampedArray): Uint8Array {
-  const n = rgba.length / 4;
-  const out = new Uint8Array(n * 3);
-  for (let i = 0; i < n; i++) {
-    out[i * 3] = rgba[i * 4];
-    out[i * 3 + 1] = rgba[i * 4 + 1];
-    out[i * 3 + 2] = rgba[i * 4 + 2];
-  }
-  return out;
 }
 
 /**

@@ -29,11 +29,17 @@ export interface MaskRCNNOptions {
    * above it, NMS per group. Default 1000 reproduces torchvision on the CPU; 0 = always per group.
    */
   nmsCoordinateTrickMax?: number;
+  /**
+   * Storage of the convolution weights (not a torchvision setting): 'f32' (default) or 'f16', which
+   * halves their memory with f32 products and sums; needs the adapter feature 'shader-f16'.
+   * Accuracy against f32 on the bundled model: bench/NOTES.md.
+   */
+  precision?: 'f32' | 'f16';
 }
 
 export type ResolvedOptions = Required<MaskRCNNOptions>;
 
-export const TORCHVISION_DEFAULTS: Omit<ResolvedOptions, 'minSize' | 'maxSize'> = {
+export const TORCHVISION_DEFAULTS: Omit<ResolvedOptions, 'minSize' | 'maxSize' | 'precision'> = {
   rpnPreNmsTopN: 1000,
   rpnPostNmsTopN: 1000,
   rpnNmsThresh: 0.7,
@@ -48,10 +54,15 @@ export const TORCHVISION_DEFAULTS: Omit<ResolvedOptions, 'minSize' | 'maxSize'> 
 };
 
 export function resolveOptions(o: MaskRCNNOptions, meta: { minSize: number; maxSize: number }): ResolvedOptions {
-  const r: ResolvedOptions = { minSize: meta.minSize, maxSize: meta.maxSize, ...TORCHVISION_DEFAULTS };
+  const r: ResolvedOptions = { minSize: meta.minSize, maxSize: meta.maxSize, precision: 'f32', ...TORCHVISION_DEFAULTS };
   for (const [k, v] of Object.entries(o)) {
     if (v === undefined) continue;
     if (!(k in r)) throw new Error(`unknown Mask R-CNN option '${k}' (known: ${Object.keys(r).join(', ')})`);
+    if (k === 'precision') {
+      if (v !== 'f32' && v !== 'f16') throw new Error(`option precision must be 'f32' or 'f16', got ${v}`);
+      r.precision = v;
+      continue;
+    }
     if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new Error(`option ${k} must be a finite non-negative number, got ${v}`);
     (r as unknown as Record<string, number>)[k] = v;
   }

@@ -6,7 +6,7 @@
 // read the kept count on the GPU and skip the padding RoIs (typically most of the 100 slots).
 
 import type { GpuContext } from '../gpu.ts';
-import type { Conv2d } from '../kernels/conv2d.ts';
+import type { Conv2d, ConvPrecision } from '../kernels/conv2d.ts';
 import { ConvTranspose2d } from '../kernels/convTranspose2d.ts';
 import { planBoxPostprocess } from '../kernels/boxPostprocess.ts';
 import { planDetections } from '../kernels/detections.ts';
@@ -23,6 +23,7 @@ import type { MaskRCNNWeights } from '../../weights-loader/maskrcnn.ts';
 import { makeConv, type FeatureMap } from './backbone.ts';
 import type { ResolvedOptions } from './options.ts';
 import type { Destroyable, Proposals } from './rpn.ts';
+import type { StageMarker } from './stages.ts';
 
 /** torchvision RoIHeads' box coder weights. */
 export const BOX_CODER_WEIGHTS: [number, number, number, number] = [10, 10, 5, 5];
@@ -55,16 +56,17 @@ export class RoiHeads {
   constructor(
     private readonly ctx: GpuContext,
     w: MaskRCNNWeights,
+    precision: ConvPrecision = 'f32',
   ) {
     const lin = (p: MaskRCNNWeights['boxHead']['fc6'], relu: boolean, label: string) => new Linear(ctx, p.inFeatures, p.outFeatures, p.weight, p.bias, relu, label);
     this.fc6 = lin(w.boxHead.fc6, true, 'roi_heads.box_head.fc6');
     this.fc7 = lin(w.boxHead.fc7, true, 'roi_heads.box_head.fc7');
     this.clsScore = lin(w.boxPredictor.cls, false, 'roi_heads.box_predictor.cls_score');
     this.bboxPred = lin(w.boxPredictor.bbox, false, 'roi_heads.box_predictor.bbox_pred');
-    this.maskConvs = w.maskHead.map((p, i) => makeConv(ctx, p, `roi_heads.mask_head.${i}`, { relu: true }));
+    this.maskConvs = w.maskHead.map((p, i) => makeConv(ctx, p, `roi_heads.mask_head.${i}`, { relu: true, precision }));
     const d = w.maskPredictor.deconv;
     this.deconv = new ConvTranspose2d(ctx, { cin: d.cin, cout: d.cout, scale: d.scale, relu: true }, d.weight, d.bias, 'roi_heads.mask_predictor.conv5_mask');
-    this.maskLogits = makeConv(ctx, w.maskPredictor.logits, 'roi_heads.mask_predictor.mask_fcn_logits');
+    this.maskLogits = makeConv(ctx, w.maskPredictor.logits, 'roi_heads.mask_predictor.mask_fcn_logits', { precision });
     this.numClasses = w.meta.numClasses;
     this.fpnChannels = w.fpn.layer[0].cout;
   }
@@ -78,6 +80,7 @@ export class RoiHeads {
     o: ResolvedOptions,
     out: Dispatch[],
     keep: Destroyable[],
+    mark?: StageMarker,
   ): DetectionOutputs {
     const ctx = this.ctx;
     const C = this.numClasses;
@@ -157,6 +160,7 @@ export class RoiHeads {
     pool.release(candBoxes, candKeys, candGroup, kept);
 
     // ---- mask branch ---------------------------------------------------------------------------
+    mark?.('maskHead');
     const maskAlign = new RoiAlignMultiLevel(ctx, { channels: this.fpnChannels, outputSize: 14, samplingRatio: 2, maxRois: D }, 'roi_heads.mask_roi_pool');
     keep.push(maskAlign);
     let x = pool.tensor('mask_roi_pool', [D, this.fpnChannels, 14, 14]);
@@ -184,6 +188,7 @@ export class RoiHeads {
     const masks = pool.tensor('masks', [D, original.height, rowWords]);
     const paste = new PasteMasks(ctx, { maxMasks: D, maskSize: size }, 'paste_masks');
     keep.push(paste);
+    mark?.('paste');
     out.push(
       ...[paste.plan({ probs: maskProbs.buffer, boxes: origBoxes.buffer, count: keptCount.buffer, output: masks.buffer }, { height: original.height, width: original.width, threshold: o.maskThreshold })].flat(),
     );

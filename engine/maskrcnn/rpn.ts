@@ -5,7 +5,7 @@
 
 import type { GpuContext } from '../gpu.ts';
 import type { Dispatch } from '../kernels/dispatch.ts';
-import type { Conv2d } from '../kernels/conv2d.ts';
+import type { Conv2d, ConvPrecision } from '../kernels/conv2d.ts';
 import { planGatherBoxes } from '../kernels/gatherBoxes.ts';
 import { GreedyNms } from '../kernels/nms.ts';
 import type { ResizePlan } from '../kernels/preprocess.ts';
@@ -41,10 +41,11 @@ export class Rpn {
   constructor(
     private readonly ctx: GpuContext,
     w: MaskRCNNWeights['rpn'],
+    precision: ConvPrecision = 'f32',
   ) {
-    this.conv = makeConv(ctx, w.conv, 'rpn.head.conv', { relu: true });
-    this.cls = makeConv(ctx, w.cls, 'rpn.head.cls_logits');
-    this.bbox = makeConv(ctx, w.bbox, 'rpn.head.bbox_pred');
+    this.conv = makeConv(ctx, w.conv, 'rpn.head.conv', { relu: true, precision });
+    this.cls = makeConv(ctx, w.cls, 'rpn.head.cls_logits', { precision });
+    this.bbox = makeConv(ctx, w.bbox, 'rpn.head.bbox_pred', { precision });
     this.anchors = w.numAnchors;
     if (this.anchors !== DEFAULT_ASPECT_RATIOS.length) {
       throw new Error(`rpn.head.cls_logits has ${this.anchors} anchors per location; torchvision's generator has ${DEFAULT_ASPECT_RATIOS.length} (ratios 0.5, 1, 2)`);

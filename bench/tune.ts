@@ -1,0 +1,195 @@
+// Conv tile tuner: for each conv class (engine/kernels/convTiling.ts) it times every candidate
+// tile on representative ResNet-50 shapes of an 800x1088 input, after validating each candidate
+// against the float64 reference, and caches the fastest per class for this adapter
+// (MASKGPU_CACHE_DIR or ~/.cache/maskgpu/tiles.json), where Conv2d finds it.
+// Candidates are timed in interleaved rounds (every candidate once per round) and scored by their
+// best round, so a load spike from other processes hits all candidates alike. `--clock cpu` times
+// by the process's CPU time instead of wall time: on a CPU adapter (lavapipe runs the shaders on
+// this process's threads) it is the stable measure while other jobs share the cores.
+//
+//   npm run tune [-- --rounds 3 --clock wall|cpu --class spatial-large --no-save --json out.json]
+
+import { writeFileSync } from 'node:fs';
+import { describeAdapter } from '../engine/device.ts';
+import { GpuContext } from '../engine/gpu.ts';
+import { Conv2d } from '../engine/kernels/conv2d.ts';
+import { CONV_CLASSES, convClass, DEFAULT_CONV_TILING, tileName, writeConvTilingCache, type ConvClass, type ConvTile, type ConvTiling } from '../engine/kernels/convTiling.ts';
+import { type Dispatch, submitDispatches } from '../engine/kernels/dispatch.ts';
+import { normal, rng } from '../tests/random.ts';
+import { conv2dRefAt } from '../tests/reference/conv2d.ts';
+import { compare, f32Accum } from '../tests/tolerance.ts';
+
+export interface TuneShape {
+  layer: string;
+  cin: number;
+  cout: number;
+  k: number;
+  stride: number;
+  h: number;
+  w: number;
+}
+
+/** Tiles worth trying: uniform-weight (wgY = 1) tiles of several sizes, plus the former 2-D default. */
+export const CANDIDATE_TILES: ConvTile[] = [
+  { tm: 16, tn: 8, wgX: 8, wgY: 1 },
+  { tm: 16, tn: 8, wgX: 32, wgY: 1 },
+  { tm: 8, tn: 8, wgX: 8, wgY: 1 },
+  { tm: 8, tn: 8, wgX: 32, wgY: 1 },
+  { tm: 16, tn: 4, wgX: 16, wgY: 1 },
+  { tm: 32, tn: 4, wgX: 8, wgY: 1 },
+  { tm: 8, tn: 4, wgX: 64, wgY: 1 },
+  { tm: 8, tn: 8, wgX: 4, wgY: 4 },
+];
+
+/** Per class, layers of ResNet-50 on an 800x1088 input (stem on a quarter of it, to keep tuning short). */
+export const TUNE_SHAPES: TuneShape[] = [
+  { layer: 'conv1 7x7/2 (400x544 crop)', cin: 3, cout: 64, k: 7, stride: 2, h: 400, w: 544 },
+  { layer: 'layer1.0.conv1 1x1', cin: 64, cout: 64, k: 1, stride: 1, h: 200, w: 272 },
+  { layer: 'layer2.N.conv1 1x1', cin: 512, cout: 128, k: 1, stride: 1, h: 100, w: 136 },
+  { layer: 'layer3.0.downsample 1x1/2', cin: 512, cout: 1024, k: 1, stride: 2, h: 100, w: 136 },
+  { layer: 'layer3.N.conv1 1x1', cin: 1024, cout: 256, k: 1, stride: 1, h: 50, w: 68 },
+  { layer: 'layer4.0.conv3 1x1', cin: 512, cout: 2048, k: 1, stride: 1, h: 25, w: 34 },
+  { layer: 'layer1.0.conv2 3x3', cin: 64, cout: 64, k: 3, stride: 1, h: 200, w: 272 },
+  { layer: 'layer2.N.conv2 3x3', cin: 128, cout: 128, k: 3, stride: 1, h: 100, w: 136 },
+  { layer: 'layer3.N.conv2 3x3', cin: 256, cout: 256, k: 3, stride: 1, h: 50, w: 68 },
+  { layer: 'layer4.N.conv2 3x3', cin: 512, cout: 512, k: 3, stride: 1, h: 25, w: 34 },
+];
+
+export function shapeClass(s: TuneShape): ConvClass {
+  const pad = (s.k - 1) >> 1;
+  const oh = Math.floor((s.h + 2 * pad - s.k) / s.stride) + 1;
+  const ow = Math.floor((s.w + 2 * pad - s.k) / s.stride) + 1;
+  return convClass(s.cin, s.k, s.k, oh * ow);
+}
+
+export type Clock = 'wall' | 'cpu';
+
+/** Milliseconds of one submit of `d` (CPU clock: process CPU time / cores, i.e. wall time if alone). */
+export async function sampleMs(ctx: GpuContext, d: Dispatch[], clock: Clock, cores: number): Promise<number> {
+  await ctx.device.queue.onSubmittedWorkDone();
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  submitDispatches(ctx, d);
+  await ctx.device.queue.onSubmittedWorkDone();
+  if (clock === 'wall') return performance.now() - t0;
+  const c = process.cpuUsage(c0);
+  return (c.user + c.system) / 1000 / cores;
+}
+
+interface Prepared {
+  conv: Conv2d;
+  dispatch: Dispatch;
+  buffers: GPUBuffer[];
+}
+
+/** A conv of shape `s` with `tile`, validated on 64 sampled outputs before it may be timed. */
+async function prepare(ctx: GpuContext, s: TuneShape, tile: ConvTile, data: { input: Float32Array; weight: Float32Array; bias: Float32Array }, x: GPUBuffer): Promise<Prepared> {
+  const pad = (s.k - 1) >> 1;
+  const conv = new Conv2d(ctx, { cin: s.cin, cout: s.cout, kernel: [s.k, s.k], stride: [s.stride, s.stride], padding: [pad, pad], relu: true, tile }, data.weight, data.bias, s.layer);
+  const shape = { batch: 1, h: s.h, w: s.w };
+  const out = conv.outputShape(shape);
+  const count = s.cout * out.h * out.w;
+  const y = ctx.createBuffer('y', count * 4);
+  const dispatch = conv.plan(shape, { input: x, output: y });
+  submitDispatches(ctx, [dispatch]);
+  const r = rng(7);
+  const idx = [0, count - 1, ...Array.from({ length: 62 }, () => Math.floor(r() * count))];
+  const got = await ctx.readF32(y, count);
+  const args = { batch: 1, cin: s.cin, h: s.h, w: s.w, cout: s.cout, kh: s.k, kw: s.k, stride: [s.stride, s.stride] as [number, number], padding: [pad, pad] as [number, number], relu: true };
+  const want = idx.map((i) => {
+    const o = Math.floor(i / (out.h * out.w));
+    const rem = i % (out.h * out.w);
+    return conv2dRefAt(args, data.input, data.weight, data.bias, undefined, 0, o, Math.floor(rem / out.w), rem % out.w);
+  });
+  const check = compare(idx.map((i) => got[i]), want, f32Accum, `${s.layer} tile ${JSON.stringify(tile)}`);
+  if (!check.ok) throw new Error(`validation failed, not timing: ${check.report}`);
+  return { conv, dispatch, buffers: [y] };
+}
+
+export interface TuneResult {
+  tiling: ConvTiling;
+  /** Per class: ms of each candidate summed over the class's shapes (best round each). */
+  table: Record<string, Array<{ tile: ConvTile; ms: number; gflops: number }>>;
+}
+
+export async function tuneConvTiling(
+  ctx: GpuContext,
+  opts: { rounds?: number; clock?: Clock; classes?: readonly ConvClass[]; tiles?: ConvTile[]; shapes?: TuneShape[]; log?: (s: string) => void } = {},
+): Promise<TuneResult> {
+  const { rounds = 3, clock = 'wall', classes = CONV_CLASSES, tiles = CANDIDATE_TILES, shapes = TUNE_SHAPES, log = console.log } = opts;
+  const cores = (await import('node:os')).availableParallelism();
+  const tiling: ConvTiling = {};
+  const table: TuneResult['table'] = {};
+  for (const cls of classes) {
+    const members = shapes.filter((s) => shapeClass(s) === cls);
+    if (!members.length) continue;
+    // ms[shape][tile]: best round.
+    const best = members.map(() => tiles.map(() => Infinity));
+    const flops = members.map(() => 0);
+    for (const [si, s] of members.entries()) {
+      const fanIn = s.cin * s.k * s.k;
+      const data = { input: normal(12, s.cin * s.h * s.w), weight: normal(10, s.cout * fanIn, Math.sqrt(2 / fanIn)), bias: normal(11, s.cout, 0.1) };
+      const x = ctx.upload('x', data.input);
+      const prepared: Prepared[] = [];
+      for (const tile of tiles) prepared.push(await prepare(ctx, s, tile, data, x));
+      flops[si] = 2 * prepared[0].conv.macs({ batch: 1, h: s.h, w: s.w });
+      for (const p of prepared) await sampleMs(ctx, [p.dispatch], clock, cores); // warm-up
+      for (let r = 0; r < rounds; r++) {
+        for (const [ti, p] of prepared.entries()) best[si][ti] = Math.min(best[si][ti], await sampleMs(ctx, [p.dispatch], clock, cores));
+      }
+      log(`  ${cls} | ${s.layer}: ${tiles.map((t, ti) => `${tileName(t)} ${((flops[si] / best[si][ti]) * 1e-6).toFixed(1)}`).join(', ')} GFLOP/s`);
+      for (const p of prepared) {
+        p.dispatch.destroy();
+        p.conv.destroy();
+        for (const b of p.buffers) ctx.release(b);
+      }
+      ctx.release(x);
+    }
+    const totalFlops = flops.reduce((a, b) => a + b, 0);
+    const rows = tiles.map((tile, ti) => {
+      const ms = members.reduce((sum, _, si) => sum + best[si][ti], 0);
+      return { tile, ms, gflops: (totalFlops / ms) * 1e-6 };
+    });
+    rows.sort((a, b) => a.ms - b.ms);
+    table[cls] = rows;
+    tiling[cls] = rows[0].tile;
+    const dflt = rows.find((r) => sameTile(r.tile, DEFAULT_CONV_TILING[cls]));
+    log(`${cls}: best ${tileName(rows[0].tile)} ${rows[0].gflops.toFixed(2)} GFLOP/s${dflt ? `, built-in default ${tileName(dflt.tile)} ${dflt.gflops.toFixed(2)}` : ''}`);
+  }
+  return { tiling, table };
+}
+
+function sameTile(a: ConvTile, b: ConvTile): boolean {
+  return a.tm === b.tm && a.tn === b.tn && a.wgX === b.wgX && a.wgY === b.wgY;
+}
+
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i < 0 ? undefined : process.argv[i + 1];
+}
+
+async function main(): Promise<void> {
+  const rounds = Number(arg('rounds') ?? 3);
+  const clock = (arg('clock') ?? 'wall') as Clock;
+  if (clock !== 'wall' && clock !== 'cpu') throw new Error(`--clock must be wall or cpu, got ${clock}`);
+  const only = arg('class');
+  if (only && !(CONV_CLASSES as readonly string[]).includes(only)) throw new Error(`--class must be one of ${CONV_CLASSES.join(', ')}`);
+  const ctx = await GpuContext.create();
+  console.log(`adapter: ${describeAdapter(ctx.report)}; ${rounds} interleaved rounds, ${clock} clock`);
+  const t0 = performance.now();
+  const result = await tuneConvTiling(ctx, { rounds, clock, classes: only ? [only as ConvClass] : CONV_CLASSES });
+  console.log(`tuned in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+  if (!process.argv.includes('--no-save')) {
+    const evidence = Object.fromEntries(Object.entries(result.table).map(([cls, rows]) => [cls, rows.map((r) => ({ tile: tileName(r.tile), gflops: Number(r.gflops.toFixed(2)) }))]));
+    const file = writeConvTilingCache(ctx.report, { tiling: result.tiling, adapter: describeAdapter(ctx.report), measured: new Date().toISOString(), evidence: { clock, rounds, ...evidence } });
+    console.log(`saved to ${file}`);
+  }
+  const json = arg('json');
+  if (json) writeFileSync(json, JSON.stringify({ adapter: ctx.report, clock, rounds, ...result }, null, 2));
+  ctx.destroy();
+}
+
+if (process.argv[1]?.endsWith('tune.ts')) {
+  await main();
+  process.exit(0);
+}
