@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as assert from 'uvu/assert';
-import { float16Bits, float16Value } from '../engine/float16.ts';
+import { floatToHalf, halfToFloat } from '../weights-loader/safetensors.ts';
 import { Conv2d, type Conv2dSpec } from '../engine/kernels/conv2d.ts';
 import {
   convClass,
@@ -330,7 +330,7 @@ convVec.test('the tile cache: per adapter, under MASKGPU_CACHE_DIR, ignored when
   }
 });
 
-convVec.test('float16Bits rounds to nearest even, keeps subnormals, overflows to infinity', () => {
+convVec.test('floatToHalf (f16 conv weights) rounds to nearest even, keeps subnormals, overflows to infinity', () => {
   const cases: Array<[number, number]> = [
     [1, 0x3c00],
     [-2, 0xc000],
@@ -344,10 +344,10 @@ convVec.test('float16Bits rounds to nearest even, keeps subnormals, overflows to
     [-0, 0x8000],
     [Infinity, 0x7c00],
   ];
-  const bits = float16Bits(Float32Array.from(cases.map((c) => c[0])));
+  const bits = cases.map((c) => floatToHalf(c[0]));
   cases.forEach(([v, want], i) => assert.is(bits[i], want, `${v} -> 0x${bits[i].toString(16)}, expected 0x${want.toString(16)}`));
-  assert.ok(Number.isNaN(float16Value(float16Bits(Float32Array.of(NaN))[0])));
-  for (const v of [0.1, -3.5, 1e-6, 1234.5]) assert.ok(Math.abs(float16Value(float16Bits(Float32Array.of(v))[0]) - v) <= Math.abs(v) * 2 ** -11 + 2 ** -25);
+  assert.ok(Number.isNaN(halfToFloat(floatToHalf(NaN))));
+  for (const v of [0.1, -3.5, 1e-6, 1234.5]) assert.ok(Math.abs(halfToFloat(floatToHalf(v)) - v) <= Math.abs(v) * 2 ** -11 + 2 ** -25);
 });
 
 convVec.test('half-size residual (fused FPN merge): conv + nearest x2 upsample-add, bit-identical to the two kernels', async (ctx) => {
@@ -391,7 +391,7 @@ convVec.test('f16 weights (shader-f16): equal to the conv of the f16-rounded wei
     return;
   }
   const got = await convOnce(ctx, spec, x, w, b, c);
-  const w16 = Float32Array.from(float16Bits(w), float16Value);
+  const w16 = Float32Array.from(Uint16Array.from(w, floatToHalf), halfToFloat);
   const ref = (weights: Float32Array) => conv2dRef({ ...c, cout: c.cout, kh: 3, kw: 3, padding: [1, 1], relu: true }, x, weights, b).data;
   assertClose(got, ref(w16), f32Accum, 'f16 conv vs float64 conv of the rounded weights');
   assertClose(got, ref(w), f16Rounded, 'f16 conv vs float64 conv of the f32 weights');

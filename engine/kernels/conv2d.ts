@@ -7,7 +7,7 @@
 
 import source from '../../shaders/conv2d.wgsl';
 import { GpuError, type GpuContext } from '../gpu.ts';
-import { float16Bits } from '../float16.ts';
+import { floatToHalf } from '../../weights-loader/safetensors.ts';
 import { checkConvTile, convClass, getConvTiling, type ConvTile } from './convTiling.ts';
 import { ceilDiv, Dispatch } from './dispatch.ts';
 
@@ -76,7 +76,7 @@ export function uploadConvWeight(ctx: GpuContext, label: string, packed: Float32
       `${label}: f16 weights need the WebGPU feature 'shader-f16', which this device lacks (${ctx.report.description || ctx.report.vendor || 'unknown adapter'}); use precision 'f32'`,
     );
   }
-  return ctx.upload(label, float16Bits(packed));
+  return ctx.upload(label, Uint16Array.from(packed, floatToHalf));
 }
 
 /** The conv2d shader with the weights' storage type for `precision`. */
