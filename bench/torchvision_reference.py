@@ -23,8 +23,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
-from eval_torchvision import load_torchvision_model  # noqa: E402
-from make_shapes_dataset import rle_encode  # noqa: E402
+from eval_torchvision import detections_json, load_torchvision_model  # noqa: E402
 
 
 @torch.no_grad()
@@ -43,14 +42,7 @@ def main() -> int:
     t0 = time.perf_counter()
     out = model([x])[0]
     seconds = time.perf_counter() - t0
-    detections = []
-    for box, label, score, prob in zip(out["boxes"], out["labels"], out["scores"], out["masks"]):
-        label = int(label)
-        detections.append({
-            "box": [float(v) for v in box], "label": label,
-            "labelName": classes[label] if classes and label < len(classes) else f"class_{label}",
-            "score": float(score), "mask": rle_encode((prob[0] > 0.5).numpy()),
-        })
+    detections = detections_json(out, classes)
     result = {
         "image": {"width": int(pixels.shape[1]), "height": int(pixels.shape[0])}, "detections": detections,
         "source": {"weights": args.weights, "image": args.image, "torch": torch.__version__,

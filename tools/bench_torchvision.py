@@ -56,8 +56,7 @@ def timed(fn: Callable[[], object], repeats: int, warmup: int, budget_s: float) 
 def cmd_time(args) -> int:
     from PIL import Image
 
-    from eval_torchvision import load_torchvision_model
-    from make_shapes_dataset import rle_encode
+    from eval_torchvision import detections_json, load_torchvision_model
 
     torch.set_num_threads(args.threads)
     pixels = np.array(Image.open(args.image).convert("RGB"))
@@ -65,14 +64,7 @@ def cmd_time(args) -> int:
     image = torch.from_numpy(pixels).permute(2, 0, 1).contiguous().to(torch.float32) / 255.0
 
     out = model([image])[0]  # first call outside the timing, kept for the output check
-    detections = []
-    for box, label, score, prob in zip(out["boxes"], out["labels"], out["scores"], out["masks"]):
-        label = int(label)
-        detections.append({
-            "box": [float(v) for v in box], "label": label,
-            "labelName": classes[label] if classes and label < len(classes) else f"class_{label}",
-            "score": float(score), "mask": rle_encode((prob[0] > 0.5).numpy()),
-        })
+    detections = detections_json(out, classes)
     full = timed(lambda: model([image]), args.repeats, args.warmup, args.budget_s)
     x = model.transform([image])[0].tensors
     backbone = timed(lambda: model.backbone(x), args.repeats, args.warmup, args.budget_s)

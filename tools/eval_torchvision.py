@@ -195,6 +195,19 @@ def predict(model, pixels: np.ndarray) -> List[Dict[str, object]]:
     return dets
 
 
+def detections_json(out: Dict[str, torch.Tensor], classes: Optional[List[str]]) -> List[Dict[str, object]]:
+    """torchvision's output for one image as `maskgpu segment`'s JSON detections (masks > 0.5, RLE)."""
+    detections = []
+    for box, label, score, prob in zip(out["boxes"], out["labels"], out["scores"], out["masks"]):
+        label = int(label)
+        detections.append({
+            "box": [float(v) for v in box], "label": label,
+            "labelName": classes[label] if classes and label < len(classes) else f"class_{label}",
+            "score": float(score), "mask": rle_encode((prob[0] > 0.5).numpy()),
+        })
+    return detections
+
+
 def predict_split(model, folder: str, coco: Dict[str, object], limit: Optional[int] = None):
     model.eval()
     detections: Dict[int, List[Dict[str, object]]] = {}
