@@ -13,6 +13,7 @@ import { loadMaskRCNNWeights, maskrcnnParseOptions, WeightsError } from '../weig
 import { floatToHalf, parseSafetensors, SafetensorsError, serializeSafetensors, type Tensor } from '../weights-loader/safetensors.ts';
 import { rng } from './random.ts';
 import { syntheticStateDict } from './synthetic-model.ts';
+import { rawFile } from './raw-safetensors.ts';
 
 /** A hang guard, not a speed test: each case takes under a millisecond (the deepest header 0.5 s). */
 const HANG_MS = 10_000;
@@ -76,16 +77,6 @@ function checkParsed(bytes: Uint8Array, what: string): void {
   }
 }
 
-/** A file with a raw header (text, so it can hold duplicate keys) and a declared length that can lie. */
-function rawFile(header: string | object, data: Uint8Array | number = 0, declaredLen?: number): Uint8Array {
-  const json = new TextEncoder().encode(typeof header === 'string' ? header : JSON.stringify(header));
-  const body = typeof data === 'number' ? new Uint8Array(data) : data;
-  const out = new Uint8Array(8 + json.length + body.length);
-  new DataView(out.buffer).setBigUint64(0, BigInt(declaredLen ?? json.length), true);
-  out.set(json, 8);
-  out.set(body, 8 + json.length);
-  return out;
-}
 
 interface Entry {
   dtype: string;

@@ -23,6 +23,7 @@ import { conv2dRef } from './reference/conv2d.ts';
 import { convThenBatchNormRef } from './reference/batchnorm.ts';
 import { maskrcnnV1Shapes, syntheticMaskRCNNFile, syntheticStateDict, toLegacyNames } from './synthetic-model.ts';
 import { assertClose, compare, exact, type Tolerance } from './tolerance.ts';
+import { rawFile } from './raw-safetensors.ts';
 
 /** Folding reorders one float32 rounding; compared to float64 conv-then-BN. */
 const bnFold: Tolerance = { name: 'bnFold', abs: 1e-6, rel: 1e-5 };
@@ -51,16 +52,6 @@ async function rejectsWith(p: Promise<unknown>, patterns: RegExp[], type: new (.
   return caught;
 }
 
-/** A file with an arbitrary header (object or raw text) and data; `declaredLen` can lie. */
-function rawFile(header: string | object, data: Uint8Array | number = 0, declaredLen?: number): Uint8Array {
-  const json = new TextEncoder().encode(typeof header === 'string' ? header : JSON.stringify(header));
-  const body = typeof data === 'number' ? new Uint8Array(data) : data;
-  const out = new Uint8Array(8 + json.length + body.length);
-  new DataView(out.buffer).setBigUint64(0, BigInt(declaredLen ?? json.length), true);
-  out.set(json, 8);
-  out.set(body, 8 + json.length);
-  return out;
-}
 
 const t = (shape: number[], values: ArrayLike<number>): Tensor => ({ dtype: 'F32', shape, data: Float32Array.from(values) });
 
