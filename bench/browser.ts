@@ -20,7 +20,7 @@
 
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { Browser, Page } from 'puppeteer-core';
-import { readImageFile } from '../bin/image-io.ts';
+import { readImageFile } from '../io/image.ts';
 import { describeAdapter, type AdapterReport } from '../engine/device.ts';
 import { GpuContext } from '../engine/gpu.ts';
 import { resizePlan } from '../engine/kernels/preprocess.ts';

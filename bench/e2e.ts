@@ -31,7 +31,7 @@ import { prune } from '../prune/index.ts';
 import type { PartCounts } from '../prune/report.ts';
 import { loadMaskRCNNWeights, maskrcnnParseOptions } from '../weights-loader/maskrcnn.ts';
 import { parseSafetensors, type SafetensorsFile } from '../weights-loader/safetensors.ts';
-import { readImageFile, type RgbImage } from '../bin/image-io.ts';
+import { readImageFile, type RgbImage } from '../io/image.ts';
 import { describeMatch, matchReference, type DetectionLike, type MatchReport, type MatchRule } from './match.ts';
 import { median } from './timing.ts';
 

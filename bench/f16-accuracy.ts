@@ -9,7 +9,7 @@
 
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { readImageFile } from '../bin/image-io.ts';
+import { readImageFile } from '../io/image.ts';
 import { describeAdapter } from '../engine/device.ts';
 import { GpuContext } from '../engine/gpu.ts';
 import { loadMaskRCNN, type MaskRCNN, type RgbImage, type SegmentResult } from '../engine/maskrcnn/model.ts';

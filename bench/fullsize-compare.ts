@@ -29,7 +29,7 @@ import { BufferPool } from '../engine/planner.ts';
 import { loadMaskRCNNWeights, maskrcnnParseOptions } from '../weights-loader/maskrcnn.ts';
 import { parseSafetensors, serializeSafetensors, type Tensor } from '../weights-loader/safetensors.ts';
 import { readSafetensorsFile } from '../weights-loader/node.ts';
-import { readImageFile } from '../bin/image-io.ts';
+import { readImageFile } from '../io/image.ts';
 
 function arg(name: string): string {
   const i = process.argv.indexOf(`--${name}`);

@@ -38,7 +38,7 @@ import { ResNetFpn } from '../engine/maskrcnn/backbone.ts';
 import { loadMaskRCNN, type Detection } from '../engine/maskrcnn/model.ts';
 import { BufferPool } from '../engine/planner.ts';
 import { prune } from '../prune/index.ts';
-import { readImageFile, type RgbImage } from '../bin/image-io.ts';
+import { readImageFile, type RgbImage } from '../io/image.ts';
 import { loadMaskRCNNWeights, maskrcnnParseOptions } from '../weights-loader/maskrcnn.ts';
 import { readSafetensorsFile } from '../weights-loader/node.ts';
 import { serializeSafetensors, type SafetensorsFile, type Tensor } from '../weights-loader/safetensors.ts';

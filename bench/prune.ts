@@ -22,7 +22,7 @@ import { rleIou } from '../engine/rle.ts';
 import { prune, type PruneOptions } from '../prune/index.ts';
 import { loadMaskRCNNWeights, maskrcnnParseOptions } from '../weights-loader/maskrcnn.ts';
 import { parseSafetensors, type SafetensorsFile } from '../weights-loader/safetensors.ts';
-import { decodeImage, type RgbImage } from '../bin/image-io.ts';
+import { decodeImage, type RgbImage } from '../io/image.ts';
 import { median } from './timing.ts';
 
 const argv = process.argv.slice(2);

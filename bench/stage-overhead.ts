@@ -14,7 +14,7 @@ import { loadavg } from 'node:os';
 import { describeAdapter } from '../engine/device.ts';
 import { GpuContext } from '../engine/gpu.ts';
 import { loadMaskRCNN, type MaskRCNN } from '../engine/maskrcnn/model.ts';
-import { readImageFile } from '../bin/image-io.ts';
+import { readImageFile } from '../io/image.ts';
 import { sameDetections } from './match.ts';
 import { median } from './timing.ts';
 import { STAGES, TIMESTAMP_BYTES } from '../engine/maskrcnn/stages.ts';

@@ -13,7 +13,7 @@ import type { MaskRCNNOptions } from '../engine/maskrcnn/options.ts';
 import { CocoFormatError, evaluateCoco, formatMetrics, parseCocoDataset, type CocoDataset, type CocoMetrics, type EvalDetection } from '../eval/coco.ts';
 import { maskrcnnParseOptions } from '../weights-loader/maskrcnn.ts';
 import { readSafetensorsFile } from '../weights-loader/node.ts';
-import { readImageFile } from './image-io.ts';
+import { readImageFile } from '../io/image.ts';
 import { BUNDLED_MODEL } from './segment.ts';
 import { writeFileAtomic } from '../weights-loader/node.ts';
 

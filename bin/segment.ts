@@ -14,8 +14,8 @@ import { STAGES, type StagesMs } from '../engine/maskrcnn/stages.ts';
 import type { MaskRCNNOptions } from '../engine/maskrcnn/options.ts';
 import { maskrcnnParseOptions } from '../weights-loader/maskrcnn.ts';
 import { readSafetensorsFile, writeFileAtomic } from '../weights-loader/node.ts';
-import { encodePng, MAX_MEGAPIXELS, readImageFile } from './image-io.ts';
-import { renderOverlay } from './overlay.ts';
+import { encodePng, MAX_MEGAPIXELS, readImageFile } from '../io/image.ts';
+import { renderOverlay } from '../io/overlay.ts';
 
 export const BUNDLED_MODEL = fileURLToPath(new URL('../models/maskgpu-shapes.safetensors', import.meta.url));
 

@@ -19,7 +19,7 @@ import { loadMaskRCNN, type MaskRCNN, type RgbImage } from '../engine/maskrcnn/m
 import { prune, type PruneOptions, type PruneReport } from '../prune/index.ts';
 import { evaluateCoco, type CocoMetrics } from '../eval/coco.ts';
 import { loadSplit, predictSplit, DEFAULT_SPLIT } from '../bin/eval.ts';
-import { readImageFile } from '../bin/image-io.ts';
+import { readImageFile } from '../io/image.ts';
 import { BUNDLED_MODEL } from '../bin/segment.ts';
 import { maskrcnnParseOptions } from '../weights-loader/maskrcnn.ts';
 import { readSafetensorsFile, writeFileAtomic } from '../weights-loader/node.ts';

@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, linkSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { decodeImage } from '../bin/image-io.ts';
+import { decodeImage } from '../io/image.ts';
 import { rleArea } from '../engine/rle.ts';
 
 const GOLDEN = 'tests/fixtures/golden';

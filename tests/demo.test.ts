@@ -10,7 +10,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { mkdirSync, readFileSync } from 'node:fs';
 import type { Page } from 'puppeteer-core';
-import { readImageFile } from '../bin/image-io.ts';
+import { readImageFile } from '../io/image.ts';
 import { describeAdapter } from '../engine/device.ts';
 import { loadMaskRCNN, type Detection } from '../engine/maskrcnn/model.ts';
 import { rleIou } from '../engine/rle.ts';

@@ -3,7 +3,7 @@
 
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { decodeImage, type RgbImage } from '../bin/image-io.ts';
+import { decodeImage, type RgbImage } from '../io/image.ts';
 import { loadMaskRCNNWeights, maskrcnnParseOptions, type MaskRCNNWeights } from '../weights-loader/maskrcnn.ts';
 import { parseSafetensors, type Tensor } from '../weights-loader/safetensors.ts';
 

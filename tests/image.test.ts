@@ -1,4 +1,4 @@
-// Image decoding (PNG/JPEG through bin/image-io.ts), COCO RLE (engine/rle.ts, checked against
+// Image decoding (PNG/JPEG through io/image.ts), COCO RLE (engine/rle.ts, checked against
 // hand-computed pycocotools counts), the palette, the bitmap font and the overlay. No GPU.
 // Test images are built here: PNGs chunk by chunk (so every colour type and bit depth, palette
 // and tRNS can be written with known pixel values) and JPEGs with a tiny DC-only baseline encoder
@@ -12,9 +12,9 @@ import { join } from 'node:path';
 import { crc32, deflateSync } from 'node:zlib';
 import * as jpeg from 'jpeg-js';
 import { PNG } from 'pngjs';
-import { decodeImage, encodePng, ImageDecodeError, readImageFile, type RgbImage } from '../bin/image-io.ts';
-import { drawText, textSize } from '../bin/font.ts';
-import { renderOverlay, type OverlayDetection } from '../bin/overlay.ts';
+import { decodeImage, encodePng, ImageDecodeError, readImageFile, type RgbImage } from '../io/image.ts';
+import { drawText, textSize } from '../io/font.ts';
+import { renderOverlay, type OverlayDetection } from '../io/overlay.ts';
 import { instanceColor, textColorOn } from '../engine/palette.ts';
 import { decodeRle, encodeRle, encodeRleFromBits, rleArea, rleIou, type RleMask } from '../engine/rle.ts';
 import { rng } from './random.ts';

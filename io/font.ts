@@ -1,9 +1,10 @@
-// A built-in 5x8 bitmap font for printable ASCII (32..126), so overlays need no font files or
+// io/font.ts (Node-only io/ library, used by io/overlay.ts; the browser bundle must not import io/):
+// a built-in 5x8 bitmap font for printable ASCII (32..126), so overlays need no font files or
 // canvas. Each glyph is 5 column bytes, bit 0 = top row, bit 7 = the descender row (g j p q y);
 // the shapes follow the classic HD44780 / Adafruit-GFX 5x7 character set. Characters are
 // drawn on a 6x8 cell (one blank column of spacing), scaled by whole pixels.
 
-import type { RgbImage } from './image-io.ts';
+import type { RgbImage } from './image.ts';
 
 export const GLYPH_WIDTH = 5;
 export const GLYPH_HEIGHT = 8;

@@ -1,6 +1,7 @@
-// Image files in and out for the CLI (Node only): PNG (8-bit non-interlaced ones decoded here, the
-// rest via pngjs) and JPEG via jpeg-js, decoded to 8-bit RGB the way a torchvision user's
-// `Image.open(path).convert('RGB')` sees them:
+// io/image.ts: image files in and out for the CLI, tests and benchmarks (Node only: node:fs and
+// node:zlib; the browser bundle must not import io/, a page gets its pixels from a canvas).
+// PNG (8-bit non-interlaced ones decoded here, the rest via pngjs) and JPEG via jpeg-js, decoded
+// to 8-bit RGB the way a torchvision user's `Image.open(path).convert('RGB')` sees them:
 // - alpha is dropped, not composited (PIL's RGBA->RGB conversion keeps the colour channels);
 //   for the same reason a PNG tRNS colour key is ignored (pngjs would otherwise zero those pixels);
 // - grayscale is replicated into R, G and B; palette PNGs are expanded; 1/2/4-bit grayscale is

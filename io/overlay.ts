@@ -1,4 +1,5 @@
-// The picture `maskgpu segment` writes next to its JSON: the input image with every detection's
+// io/overlay.ts (Node-only io/ library; the browser bundle must not import io/): the picture
+// `maskgpu segment` writes next to its JSON: the input image with every detection's
 // mask tinted in its instance colour, a 2-pixel box outline in the same colour, and a
 // "name 0.97" tag in that colour above the box. Layers are drawn masks, then boxes, then labels,
 // each in ascending score order, so a higher-scoring instance is never hidden by a lower one.
@@ -6,7 +7,7 @@
 import type { RleMask } from '../engine/rle.ts';
 import { instanceColor, textColorOn } from '../engine/palette.ts';
 import { drawText, fillRect, textSize } from './font.ts';
-import type { RgbImage } from './image-io.ts';
+import type { RgbImage } from './image.ts';
 
 export interface OverlayDetection {
   box: [number, number, number, number];
