@@ -28,7 +28,8 @@ export type { CocoDataset, CocoMetrics, EvalDetection } from '../eval/coco.ts';
 export { instanceColor } from './palette.ts';
 
 // Weights (browser-safe: bytes, fetch with progress)
-export { parseSafetensors, serializeSafetensors, fetchSafetensors, SafetensorsError } from '../weights-loader/safetensors.ts';
+export { parseSafetensors, serializeSafetensors, SafetensorsError } from '../weights-loader/safetensors.ts';
+export { fetchSafetensors } from '../weights-loader/fetch.ts';
 export type { SafetensorsFile, Tensor } from '../weights-loader/safetensors.ts';
 export { loadMaskRCNNWeights, maskrcnnParseOptions, WeightsError, COCO_CLASSES } from '../weights-loader/maskrcnn.ts';
 export type { MaskRCNNWeights, MaskRCNNMeta } from '../weights-loader/maskrcnn.ts';

@@ -14,7 +14,8 @@
 
 import type { Tensor } from '../weights-loader/safetensors.ts';
 import type { ChannelGroup, ConstantSource, Layer, PruneGraph } from './graph.ts';
-import { BN_SUFFIXES, feedsPaddedConv } from './graph.ts';
+import { BN_SUFFIXES } from '../weights-loader/maskrcnn.ts';
+import { feedsPaddedConv } from './graph.ts';
 import { constrainedPrune, type SelectConstraints } from './rank.ts';
 
 /** What to remove: channels per group, and (kernel granularity) kernels per layer. */

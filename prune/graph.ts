@@ -73,9 +73,6 @@ export interface PruneGraph {
   order: string[];
 }
 
-const BN = ['weight', 'bias', 'running_mean', 'running_var'];
-export const BN_SUFFIXES = BN;
-
 /** Builds the graph from canonical tensors (call canonicalizeKeys first). */
 export function buildPruneGraph(tensors: Map<string, Tensor>): PruneGraph {
   const layers = new Map<string, Layer>();

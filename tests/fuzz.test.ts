@@ -10,7 +10,8 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { loadMaskRCNNWeights, maskrcnnParseOptions, WeightsError } from '../weights-loader/maskrcnn.ts';
-import { floatToHalf, parseSafetensors, SafetensorsError, serializeSafetensors, type Tensor } from '../weights-loader/safetensors.ts';
+import { floatToHalf } from '../weights-loader/float16.ts';
+import { parseSafetensors, SafetensorsError, serializeSafetensors, type Tensor } from '../weights-loader/safetensors.ts';
 import { rng } from './random.ts';
 import { syntheticStateDict } from './synthetic-model.ts';
 import { rawFile } from './raw-safetensors.ts';

@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as assert from 'uvu/assert';
-import { floatToHalf, halfToFloat } from '../weights-loader/safetensors.ts';
+import { floatToHalf, halfToFloat } from '../weights-loader/float16.ts';
 import { Conv2d, type Conv2dSpec } from '../engine/kernels/conv2d.ts';
 import {
   convClass,

@@ -15,9 +15,9 @@ import {
   type MaskRCNNWeights,
 } from '../weights-loader/maskrcnn.ts';
 import { readSafetensorsFile, writeFileAtomic } from '../weights-loader/node.ts';
-import {
-  fetchSafetensors, floatToHalf, halfToFloat, parseSafetensors, SafetensorsError, serializeSafetensors, type Tensor,
-} from '../weights-loader/safetensors.ts';
+import { fetchSafetensors } from '../weights-loader/fetch.ts';
+import { floatToHalf, halfToFloat } from '../weights-loader/float16.ts';
+import { parseSafetensors, SafetensorsError, serializeSafetensors, type Tensor } from '../weights-loader/safetensors.ts';
 import { normal, rng, uniform } from './random.ts';
 import { conv2dRef } from './reference/conv2d.ts';
 import { convThenBatchNormRef } from './reference/batchnorm.ts';

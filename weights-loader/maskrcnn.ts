@@ -58,7 +58,8 @@ export interface MaskRCNNWeights {
 
 /** ResNet-50 blocks per stage. */
 export const RESNET50_BLOCKS = [3, 4, 6, 3] as const;
-const BN_SUFFIXES = ['weight', 'bias', 'running_mean', 'running_var'] as const;
+/** The tensors of a (Frozen)BatchNorm2d, as '<prefix>.<suffix>' in a torchvision state dict. */
+export const BN_SUFFIXES = ['weight', 'bias', 'running_mean', 'running_var'] as const;
 const EXPORT_HINT = 'export the model with tools/export_torchvision.py';
 
 /** Parse options that skip the int64 `num_batches_tracked` counters BatchNorm layers carry. */

@@ -4,6 +4,10 @@
 // the data buffer, offsets relative to its start. Every declared size is checked against the real
 // file size before anything is allocated, so a lying header cannot exhaust memory. Float tensors
 // (F32, F16, BF16, F64) are decoded exactly to Float32Array (F64 rounds once). Browser-safe.
+// The half-float conversions live in float16.ts; downloading with progress and the Cache API in
+// fetch.ts.
+
+import { decodeBf16, decodeF16, floatToHalf } from './float16.ts';
 
 export class SafetensorsError extends Error {
   constructor(
@@ -239,29 +243,6 @@ function formatShape(shape: number[]): string {
   return shape.length <= 8 ? `[${shape.join(', ')}]` : `[${shape.slice(0, 4).join(', ')}, ... (${shape.length} dimensions)]`;
 }
 
-let f16Table: Float32Array | undefined;
-
-/** All 65536 half-precision values, decoded exactly (every f16 is representable in f32). */
-function halfTable(): Float32Array {
-  if (f16Table) return f16Table;
-  const t = new Float32Array(65536);
-  for (let h = 0; h < 65536; h++) {
-    const sign = h & 0x8000 ? -1 : 1;
-    const exp = (h >> 10) & 0x1f;
-    const mant = h & 0x3ff;
-    if (exp === 0) t[h] = sign * mant * 2 ** -24;
-    else if (exp === 31) t[h] = mant ? NaN : sign * Infinity;
-    else t[h] = sign * (1024 + mant) * 2 ** (exp - 25);
-  }
-  f16Table = t;
-  return t;
-}
-
-/** Exact half -> float conversion of one 16-bit pattern. */
-export function halfToFloat(bits: number): number {
-  return halfTable()[bits & 0xffff];
-}
-
 function decodeFloats(bytes: Uint8Array, begin: number, end: number, dtype: string): Float32Array {
   const count = (end - begin) / DTYPE_BYTES[dtype];
   if (dtype === 'F32' && LITTLE_ENDIAN_HOST) {
@@ -272,46 +253,9 @@ function decodeFloats(bytes: Uint8Array, begin: number, end: number, dtype: stri
   const view = new DataView(bytes.buffer, bytes.byteOffset + begin, end - begin);
   if (dtype === 'F32') for (let i = 0; i < count; i++) out[i] = view.getFloat32(4 * i, true);
   else if (dtype === 'F64') for (let i = 0; i < count; i++) out[i] = view.getFloat64(8 * i, true);
-  else if (dtype === 'F16') {
-    const table = halfTable();
-    for (let i = 0; i < count; i++) out[i] = table[view.getUint16(2 * i, true)];
-  } else {
-    // bfloat16 is the top half of a float32: shifting the bits back is exact (NaN payloads too).
-    const bits = new Uint32Array(out.buffer);
-    for (let i = 0; i < count; i++) bits[i] = view.getUint16(2 * i, true) << 16;
-  }
+  else if (dtype === 'F16') decodeF16(view, out);
+  else decodeBf16(view, out);
   return out;
-}
-
-const f32Scratch = new Float32Array(1);
-const u32Scratch = new Uint32Array(f32Scratch.buffer);
-
-/** float32 -> IEEE half bits, round to nearest, ties to even; overflow -> inf, NaN stays NaN. */
-export function floatToHalf(x: number): number {
-  f32Scratch[0] = x;
-  const b = u32Scratch[0];
-  const sign = (b >>> 16) & 0x8000;
-  const exp = (b >>> 23) & 0xff;
-  const mant = b & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 | (mant >>> 13) : 0);
-  const e = exp - 127 + 15;
-  if (e >= 31) return sign | 0x7c00;
-  if (e <= 0) {
-    // Half subnormal: value / 2^-24 = mant24 >> (14 - e). Below 2^-25 everything rounds to 0.
-    if (e < -10) return sign;
-    const m = mant | 0x800000;
-    const shift = 14 - e;
-    let h = m >>> shift;
-    const rem = m & ((1 << shift) - 1);
-    const halfway = 1 << (shift - 1);
-    if (rem > halfway || (rem === halfway && h & 1)) h++;
-    return sign | h;
-  }
-  // A carry out of the mantissa bumps the exponent, and past 65504 lands exactly on inf.
-  let h = (e << 10) | (mant >>> 13);
-  const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++;
-  return sign | h;
 }
 
 export interface SerializeOptions {
@@ -358,125 +302,4 @@ export function serializeSafetensors(
     pos += t.data.length * size;
   }
   return out;
-}
-
-export interface FetchOptions extends ParseOptions {
-  /** `source` says where the bytes come from: 'cache' when `cache` found a good copy. */
-  onProgress?: (loadedBytes: number, totalBytes: number | undefined, source: 'network' | 'cache') => void;
-  signal?: AbortSignal;
-  fetchImpl?: typeof fetch;
-  /**
-   * Keep the file in the browser's Cache API: true (the cache DEFAULT_WEIGHTS_CACHE) or a cache
-   * name. A cached copy is used only if it parses; a damaged one is deleted and the file is
-   * downloaded again. Only files that parsed are stored. The cache is keyed by URL and never
-   * revalidated: to ship new weights under the same URL, use a new cache name (e.g. with a
-   * version). Without a Cache API (Node, an insecure context) the file is always downloaded.
-   */
-  cache?: boolean | string;
-}
-
-export const DEFAULT_WEIGHTS_CACHE = 'maskgpu-weights';
-
-/**
- * Downloads and parses a safetensors file, streaming the body so progress can be shown:
- * onProgress(0, total) first, then after every chunk. `total` is the Content-Length, or undefined
- * when the server sends none or compresses the body (its length then counts compressed bytes).
- * With `cache`, a good cached copy is returned without a download (progress (0, n) then (n, n)).
- */
-export async function fetchSafetensors(url: string, options: FetchOptions = {}): Promise<SafetensorsFile> {
-  const cache = options.cache ? await openWeightsCache(options.cache === true ? DEFAULT_WEIGHTS_CACHE : options.cache) : undefined;
-  if (cache) {
-    const cached = await readCachedWeights(cache, url, options);
-    if (cached) return cached;
-  }
-  const bytes = await downloadBytes(url, options);
-  let file: SafetensorsFile;
-  try {
-    file = parseSafetensors(bytes, options);
-  } catch (e) {
-    if (e instanceof SafetensorsError) throw new SafetensorsError(`${url}: ${e.message}`, e.key, e.offset);
-    throw e;
-  }
-  if (cache) {
-    const headers = { 'content-type': 'application/octet-stream', 'content-length': String(bytes.length) };
-    // A full quota must not fail a load that succeeded; the next load just downloads again.
-    await cache.put(url, new Response(bytes, { headers })).catch((e: Error) => console.warn(`maskgpu: could not cache ${url} (${e.message}); it will be downloaded again next time`));
-  }
-  return file;
-}
-
-/** The named cache, or undefined where the Cache API is missing or refused (opaque origins). */
-async function openWeightsCache(name: string): Promise<Cache | undefined> {
-  const storage = (globalThis as { caches?: CacheStorage }).caches;
-  if (!storage) return undefined;
-  try {
-    return await storage.open(name);
-  } catch (e) {
-    console.warn(`maskgpu: the Cache API refused to open '${name}' (${(e as Error).message}); downloading without caching`);
-    return undefined;
-  }
-}
-
-async function readCachedWeights(cache: Cache, url: string, options: FetchOptions): Promise<SafetensorsFile | undefined> {
-  const hit = await cache.match(url);
-  if (!hit) return undefined;
-  const bytes = new Uint8Array(await hit.arrayBuffer());
-  options.onProgress?.(0, bytes.length, 'cache');
-  try {
-    const file = parseSafetensors(bytes, options);
-    options.onProgress?.(bytes.length, bytes.length, 'cache');
-    return file;
-  } catch (e) {
-    if (!(e instanceof SafetensorsError)) throw e;
-    await cache.delete(url);
-    console.warn(`maskgpu: the cached copy of ${url} is damaged (${e.message}); deleted it, downloading again`);
-    return undefined;
-  }
-}
-
-async function downloadBytes(url: string, options: FetchOptions): Promise<Uint8Array<ArrayBuffer>> {
-  const fetchImpl = options.fetchImpl ?? globalThis.fetch;
-  const response = await fetchImpl(url, { signal: options.signal });
-  if (!response.ok) {
-    throw new SafetensorsError(`could not download weights from ${url}: HTTP ${response.status}${response.statusText ? ` ${response.statusText}` : ''}`);
-  }
-  const lengthHeader = response.headers.get('content-length');
-  const declared = lengthHeader !== null && /^\d+$/.test(lengthHeader.trim()) ? Number(lengthHeader) : undefined;
-  // With content-encoding the length counts compressed bytes, not the ones the reader yields.
-  const total = response.headers.get('content-encoding') ? undefined : declared;
-  const chunks: Uint8Array<ArrayBuffer>[] = [];
-  let loaded = 0;
-  options.onProgress?.(0, total, 'network');
-  if (response.body) {
-    const reader = response.body.getReader();
-    try {
-      for (;;) {
-        options.signal?.throwIfAborted();
-        const { done, value } = await reader.read();
-        if (done) break;
-        chunks.push(value);
-        loaded += value.length;
-        options.onProgress?.(loaded, total, 'network');
-      }
-    } finally {
-      reader.releaseLock();
-    }
-  } else {
-    const all = new Uint8Array(await response.arrayBuffer());
-    chunks.push(all);
-    loaded = all.length;
-    options.onProgress?.(loaded, total, 'network');
-  }
-  options.signal?.throwIfAborted();
-  if (total !== undefined && loaded !== total) {
-    throw new SafetensorsError(`download of ${url} ended after ${loaded} of ${total} bytes: the connection was cut; try again`);
-  }
-  if (chunks.length === 1) return chunks[0];
-  const bytes = new Uint8Array(loaded);
-  let pos = 0;
-  for (const c of chunks) {
-    bytes.set(c, pos);
-    pos += c.length;
-  }
-  return bytes;
 }
