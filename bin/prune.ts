@@ -1,16 +1,16 @@
 // `maskgpu prune --weights IN --ratio R [--scope global|layer] [--granularity filter|kernel]
 // [--mode compact|mask] [--round-to N] [--normalize none|mean|fanin] --out OUT [--report R.json]
 // [--force]` and the finer options below: L1-norm pruning of a Mask R-CNN safetensors file
-// (prune/). Never writes over its input; refuses to replace OUT (or the report) without --force;
-// writes atomically.
+// (prune/). Never writes over its input; refuses to replace OUT (or the report) without --force
+// (io/outputs.ts); writes atomically.
 
-import { stat } from 'node:fs/promises';
-import { resolve } from 'node:path';
 import { GpuContext } from '../engine/gpu.ts';
 import { formatReport, prune, resolvePruneOptions, type PruneOptions } from '../prune/index.ts';
 import { maskrcnnParseOptions } from '../weights-loader/maskrcnn.ts';
 import { readSafetensorsFile, writeFileAtomic } from '../weights-loader/node.ts';
 import { serializeSafetensors } from '../weights-loader/safetensors.ts';
+import { parseCommandLine, UsageError } from '../io/args.ts';
+import { checkOutputFiles } from '../io/outputs.ts';
 
 export const PRUNE_USAGE = `usage: maskgpu prune --weights IN.safetensors --ratio R --out OUT.safetensors [options]
 
@@ -41,99 +41,83 @@ export interface PruneArgs {
   options: PruneOptions;
 }
 
-export function parsePruneArgs(argv: string[]): PruneArgs {
-  const o: Partial<PruneOptions> & { include: string[]; exclude: string[] } = { include: [], exclude: [] };
-  let weights: string | undefined;
-  let out: string | undefined;
-  let report: string | undefined;
-  let force = false;
+const PRUNE_OPTIONS = {
+  command: 'maskgpu prune',
+  options: {
+    weights: { type: 'string' },
+    out: { type: 'string' },
+    report: { type: 'string' },
+    force: { type: 'boolean' },
+    ratio: { type: 'number' },
+    scope: { type: 'string' },
+    granularity: { type: 'string' },
+    mode: { type: 'string' },
+    normalize: { type: 'string' },
+    coupled: { type: 'string' },
+    compensation: { type: 'string' },
+    'bn-scale': { type: 'boolean' },
+    'round-to': { type: 'number' },
+    'min-channels': { type: 'number' },
+    'max-layer-ratio': { type: 'number' },
+    include: { type: 'strings' },
+    exclude: { type: 'strings' },
+    'input-size': { type: 'string' },
+    dtype: { type: 'string' },
+  },
+} as const;
+
+/**
+ * The command line of `maskgpu prune`; undefined for --help. Throws a UsageError on a bad one,
+ * and resolvePruneOptions' error on bad option values, before anything is read.
+ */
+export function parsePruneArgs(argv: string[]): PruneArgs | undefined {
+  const parsed = parseCommandLine(argv, PRUNE_OPTIONS);
+  if (!parsed) return undefined;
+  const v = parsed.values;
+  if (!v.weights) throw new UsageError(`--weights IN is required\n\n${PRUNE_USAGE}`);
+  if (!v.out) throw new UsageError(`--out OUT is required\n\n${PRUNE_USAGE}`);
+  if (v.ratio === undefined) throw new UsageError(`--ratio R is required (e.g. --ratio 0.4)\n\n${PRUNE_USAGE}`);
+  let inputSize: [number, number] | undefined;
+  if (v['input-size'] !== undefined) {
+    const m = /^(\d+)x(\d+)$/.exec(v['input-size']);
+    if (!m) throw new UsageError(`--input-size needs HxW, e.g. 800x1216, got '${v['input-size']}'`);
+    inputSize = [Number(m[1]), Number(m[2])];
+  }
   let dtype: PruneArgs['dtype'];
-  const value = (flag: string, v: string | undefined): string => {
-    if (v === undefined || v.startsWith('--')) throw new Error(`${flag} needs a value`);
-    return v;
-  };
-  const number = (flag: string, v: string | undefined): number => {
-    const s = value(flag, v);
-    const n = Number(s);
-    if (s.trim() === '' || !Number.isFinite(n)) throw new Error(`${flag} needs a number, got '${s}'`);
-    return n;
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const next = () => argv[++i];
-    switch (a) {
-      case '--weights': weights = value(a, next()); break;
-      case '--out': out = value(a, next()); break;
-      case '--report': report = value(a, next()); break;
-      case '--force': force = true; break;
-      case '--ratio': o.ratio = number(a, next()); break;
-      case '--scope': o.scope = value(a, next()) as PruneOptions['scope']; break;
-      case '--granularity': o.granularity = value(a, next()) as PruneOptions['granularity']; break;
-      case '--mode': o.mode = value(a, next()) as PruneOptions['mode']; break;
-      case '--normalize': o.normalize = value(a, next()) as PruneOptions['normalize']; break;
-      case '--coupled': o.coupled = value(a, next()) as PruneOptions['coupled']; break;
-      case '--compensation': o.compensation = value(a, next()) as PruneOptions['compensation']; break;
-      case '--bn-scale': o.bnScale = true; break;
-      case '--round-to': o.roundTo = number(a, next()); break;
-      case '--min-channels': o.minChannels = number(a, next()); break;
-      case '--max-layer-ratio': o.maxLayerRatio = number(a, next()); break;
-      case '--include': o.include.push(value(a, next())); break;
-      case '--exclude': o.exclude.push(value(a, next())); break;
-      case '--input-size': {
-        const m = /^(\d+)x(\d+)$/.exec(value(a, next()));
-        if (!m) throw new Error(`--input-size needs HxW, e.g. 800x1216, got '${argv[i]}'`);
-        o.inputSize = [Number(m[1]), Number(m[2])];
-        break;
-      }
-      case '--dtype': {
-        const d = value(a, next()).toUpperCase();
-        if (d !== 'F32' && d !== 'F16') throw new Error(`--dtype is '${argv[i]}': use f32 or f16`);
-        dtype = d;
-        break;
-      }
-      default:
-        throw new Error(`unknown option '${a}'\n\n${PRUNE_USAGE}`);
-    }
+  if (v.dtype !== undefined) {
+    const d = v.dtype.toUpperCase();
+    if (d !== 'F32' && d !== 'F16') throw new UsageError(`--dtype is '${v.dtype}': use f32 or f16`);
+    dtype = d;
   }
-  if (!weights) throw new Error(`--weights IN is required\n\n${PRUNE_USAGE}`);
-  if (!out) throw new Error(`--out OUT is required\n\n${PRUNE_USAGE}`);
-  if (o.ratio === undefined) throw new Error(`--ratio R is required (e.g. --ratio 0.4)\n\n${PRUNE_USAGE}`);
-  const options = { ...o, ratio: o.ratio } as PruneOptions;
+  // Every given option, and only those: resolvePruneOptions fills in (and checks) the rest.
+  const given = {
+    ratio: v.ratio,
+    scope: v.scope as PruneOptions['scope'],
+    granularity: v.granularity as PruneOptions['granularity'],
+    mode: v.mode as PruneOptions['mode'],
+    normalize: v.normalize as PruneOptions['normalize'],
+    coupled: v.coupled as PruneOptions['coupled'],
+    compensation: v.compensation as PruneOptions['compensation'],
+    bnScale: v['bn-scale'] || undefined,
+    roundTo: v['round-to'],
+    minChannels: v['min-channels'],
+    maxLayerRatio: v['max-layer-ratio'],
+    include: v.include,
+    exclude: v.exclude,
+    inputSize,
+  };
+  const options = Object.fromEntries(Object.entries(given).filter(([, x]) => x !== undefined)) as unknown as PruneOptions;
   resolvePruneOptions(options); // reject bad values before reading anything
-  return { weights, out, report, force, dtype, options };
-}
-
-/** The same file, by path or by identity (hard links, symlinks). */
-async function sameFile(a: string, b: string): Promise<boolean> {
-  if (resolve(a) === resolve(b)) return true;
-  try {
-    const [sa, sb] = await Promise.all([stat(a), stat(b)]);
-    return sa.dev === sb.dev && sa.ino === sb.ino;
-  } catch {
-    return false;
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  return stat(path).then(() => true, () => false);
-}
-
-async function isDirectory(path: string): Promise<boolean> {
-  return stat(path).then((s) => s.isDirectory(), () => false);
+  return { weights: v.weights, out: v.out, report: v.report, force: v.force, dtype, options };
 }
 
 export async function pruneCommand(argv: string[]): Promise<number> {
-  if (argv.includes('--help') || argv.includes('-h')) {
+  const args = parsePruneArgs(argv);
+  if (!args) {
     console.log(PRUNE_USAGE);
     return 0;
   }
-  const args = parsePruneArgs(argv);
-  for (const [flag, path] of [['--out', args.out], ['--report', args.report]] as const) {
-    if (path && (await sameFile(path, args.weights))) throw new Error(`${flag} ${path} is the input weights file: write the result somewhere else (the input is never overwritten)`);
-    if (path && (await isDirectory(path))) throw new Error(`${flag} ${path} is a directory: give a file name`);
-    if (path && !args.force && (await exists(path))) throw new Error(`${path} already exists; pass --force to overwrite it`);
-  }
-  if (args.report && resolve(args.report) === resolve(args.out)) throw new Error('--report and --out name the same file');
+  await checkOutputFiles(args.weights, [['--out', args.out], ['--report', args.report]], args.force);
   const file = await readSafetensorsFile(args.weights, maskrcnnParseOptions);
   const ctx = await GpuContext.create();
   try {

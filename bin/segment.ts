@@ -1,23 +1,22 @@
 // `maskgpu segment IMAGE... [options]` (SEGMENT_USAGE): detection JSON (COCO uncompressed RLE
 // masks) and an overlay PNG per image, written to DIR/<image name>.json and .png. Existing outputs
 // are refused before any work unless --force is given, two images that would write the same
-// files are refused, and every file is written atomically (temp file + rename).
+// files are refused, and every file is written atomically (temp file + rename): io/outputs.ts.
 
-import { mkdir, stat } from 'node:fs/promises';
-import { basename, extname, join, resolve } from 'node:path';
+import { mkdir } from 'node:fs/promises';
+import { basename } from 'node:path';
 import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { describeAdapter } from '../engine/device.ts';
 import { GpuContext } from '../engine/gpu.ts';
 import { loadMaskRCNN } from '../engine/maskrcnn/model.ts';
 import { STAGES, type StagesMs } from '../engine/maskrcnn/stages.ts';
 import type { MaskRCNNOptions } from '../engine/maskrcnn/options.ts';
 import { maskrcnnParseOptions } from '../weights-loader/maskrcnn.ts';
-import { readSafetensorsFile, writeFileAtomic } from '../weights-loader/node.ts';
-import { encodePng, MAX_MEGAPIXELS, readImageFile } from '../io/image.ts';
-import { renderOverlay } from '../io/overlay.ts';
-
-export const BUNDLED_MODEL = fileURLToPath(new URL('../models/maskgpu-shapes.safetensors', import.meta.url));
+import { readSafetensorsFile } from '../weights-loader/node.ts';
+import { parseCommandLine, UsageError } from '../io/args.ts';
+import { BUNDLED_MODEL } from '../io/bundled.ts';
+import { MAX_MEGAPIXELS, readImageFile } from '../io/image.ts';
+import { segmentOutputStems, writeSegmentation } from '../io/outputs.ts';
 
 export const SEGMENT_USAGE = `usage: maskgpu segment IMAGE... [options]
 
@@ -30,6 +29,22 @@ export const SEGMENT_USAGE = `usage: maskgpu segment IMAGE... [options]
   --max-megapixels N        refuse images larger than N million pixels (default ${MAX_MEGAPIXELS})
   --verbose, -v             print the resize, timings and GPU memory`;
 
+const SEGMENT_OPTIONS = {
+  command: 'maskgpu segment',
+  positionals: 'IMAGE',
+  options: {
+    weights: { type: 'string' },
+    out: { type: 'string', default: 'out' },
+    force: { type: 'boolean' },
+    'score-thresh': { type: 'number' },
+    'min-size': { type: 'number' },
+    'max-size': { type: 'number' },
+    'detections-per-image': { type: 'number' },
+    'max-megapixels': { type: 'number', above: 0 },
+    verbose: { type: 'boolean', short: 'v' },
+  },
+} as const;
+
 export interface SegmentArgs {
   images: string[];
   weights?: string;
@@ -40,96 +55,29 @@ export interface SegmentArgs {
   maxMegapixels?: number;
 }
 
-export function parseSegmentArgs(argv: string[]): SegmentArgs {
-  const args: SegmentArgs = { images: [], out: 'out', options: {}, verbose: false, force: false };
-  const number = (flag: string, v: string | undefined): number => {
-    const n = Number(v);
-    if (v === undefined || v.trim() === '' || !Number.isFinite(n)) throw new Error(`${flag} needs a number, got '${v ?? ''}'`);
-    return n;
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    switch (a) {
-      case '--weights':
-        args.weights = argv[++i];
-        if (!args.weights) throw new Error('--weights needs a file');
-        break;
-      case '--out':
-        args.out = argv[++i];
-        if (!args.out) throw new Error('--out needs a folder');
-        break;
-      case '--score-thresh':
-        args.options.boxScoreThresh = number(a, argv[++i]);
-        break;
-      case '--min-size':
-        args.options.minSize = number(a, argv[++i]);
-        break;
-      case '--max-size':
-        args.options.maxSize = number(a, argv[++i]);
-        break;
-      case '--detections-per-image':
-        args.options.detectionsPerImage = number(a, argv[++i]);
-        break;
-      case '--max-megapixels':
-        args.maxMegapixels = number(a, argv[++i]);
-        if (!(args.maxMegapixels > 0)) throw new Error(`--max-megapixels needs a positive number, got '${argv[i]}'`);
-        break;
-      case '--force':
-        args.force = true;
-        break;
-      case '--verbose':
-      case '-v':
-        args.verbose = true;
-        break;
-      default:
-        if (a.startsWith('-')) throw new Error(`unknown option '${a}'\n\n${SEGMENT_USAGE}`);
-        args.images.push(a);
-    }
-  }
-  if (!args.images.length) throw new Error(`no image given\n\n${SEGMENT_USAGE}`);
-  return args;
-}
-
-/**
- * DIR/<image name> for every image, in order. Refuses, before any work is done: two images that
- * would write the same files; an output that is an input image (even with --force: a PNG's
- * overlay would replace it) or a directory; without --force, outputs that already exist.
- */
-async function outputStems(args: SegmentArgs): Promise<string[]> {
-  const stems = args.images.map((path) => join(args.out, basename(path, extname(path))));
-  const seen = new Map<string, string>();
-  stems.forEach((stem, i) => {
-    const earlier = seen.get(resolve(stem));
-    if (earlier !== undefined) {
-      throw new Error(`${earlier} and ${args.images[i]} would both be written to ${stem}.json and ${stem}.png; segment them with different --out folders`);
-    }
-    seen.set(resolve(stem), args.images[i]);
-  });
-  const statOf = (path: string) => stat(path).catch(() => undefined);
-  const inputs = await Promise.all(args.images.map(statOf));
-  const existing: string[] = [];
-  for (const file of stems.flatMap((stem) => [`${stem}.json`, `${stem}.png`])) {
-    const s = await statOf(file);
-    if (!s) continue;
-    const input = inputs.findIndex((i) => i && i.dev === s.dev && i.ino === s.ino);
-    if (input >= 0) throw new Error(`${file} is the input image ${args.images[input]}: segment never writes over its inputs; choose another --out folder`);
-    if (s.isDirectory()) throw new Error(`${file} is a directory, where an output file would go; choose another --out folder`);
-    existing.push(file);
-  }
-  if (existing.length && !args.force) {
-    const more = existing.length > 1 ? ` (and ${existing.length - 1} more output file${existing.length > 2 ? 's' : ''})` : '';
-    throw new Error(`${existing[0]} already exists${more}; pass --force to overwrite, or choose another --out folder`);
-  }
-  return stems;
+/** The command line of `maskgpu segment`; undefined for --help. Throws a UsageError on a bad one. */
+export function parseSegmentArgs(argv: string[]): SegmentArgs | undefined {
+  const parsed = parseCommandLine(argv, SEGMENT_OPTIONS);
+  if (!parsed) return undefined;
+  const v = parsed.values;
+  if (!parsed.positionals.length) throw new UsageError(`no image given\n\n${SEGMENT_USAGE}`);
+  if (v.weights === '') throw new UsageError('--weights needs a file');
+  if (v.out === '') throw new UsageError('--out needs a folder');
+  const options: MaskRCNNOptions = {};
+  if (v['score-thresh'] !== undefined) options.boxScoreThresh = v['score-thresh'];
+  if (v['min-size'] !== undefined) options.minSize = v['min-size'];
+  if (v['max-size'] !== undefined) options.maxSize = v['max-size'];
+  if (v['detections-per-image'] !== undefined) options.detectionsPerImage = v['detections-per-image'];
+  return { images: parsed.positionals, weights: v.weights, out: v.out, options, verbose: v.verbose, force: v.force, maxMegapixels: v['max-megapixels'] };
 }
 
 export async function segmentCommand(argv: string[]): Promise<number> {
-  if (argv.includes('--help') || argv.includes('-h')) {
+  const args = parseSegmentArgs(argv);
+  if (!args) {
     console.log(SEGMENT_USAGE);
     return 0;
   }
-  const args = parseSegmentArgs(argv);
-  const stems = await outputStems(args);
+  const stems = await segmentOutputStems(args.images, args.out, args.force);
   const weightsPath = args.weights ?? BUNDLED_MODEL;
   if (!args.weights && !existsSync(BUNDLED_MODEL)) {
     throw new Error(`no --weights given and the bundled model ${BUNDLED_MODEL} is missing; pass --weights FILE (make one with tools/export_torchvision.py)`);
@@ -146,9 +94,7 @@ export async function segmentCommand(argv: string[]): Promise<number> {
       ctx.resetPeak();
       const result = await model.segment(image, { profile: args.verbose });
       const stem = stems[i];
-      const force = { force: args.force };
-      await writeFileAtomic(`${stem}.json`, new TextEncoder().encode(JSON.stringify(result, null, 1)), force);
-      await writeFileAtomic(`${stem}.png`, encodePng(renderOverlay(image, result.detections)), force);
+      await writeSegmentation(stem, image, result, { force: args.force });
       const t = result.timingsMs;
       console.log(`${path}: ${result.detections.length} detections in ${t.total.toFixed(0)} ms -> ${stem}.json, ${stem}.png`);
       if (args.verbose) {

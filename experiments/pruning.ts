@@ -18,9 +18,10 @@ import { GpuContext } from '../engine/gpu.ts';
 import { loadMaskRCNN, type MaskRCNN, type RgbImage } from '../engine/maskrcnn/model.ts';
 import { prune, type PruneOptions, type PruneReport } from '../prune/index.ts';
 import { evaluateCoco, type CocoMetrics } from '../eval/coco.ts';
-import { loadSplit, predictSplit, DEFAULT_SPLIT } from '../bin/eval.ts';
+import { loadSplit, predictSplit, DEFAULT_SPLIT } from '../io/split.ts';
 import { readImageFile } from '../io/image.ts';
-import { BUNDLED_MODEL } from '../bin/segment.ts';
+import { BUNDLED_MODEL } from '../io/bundled.ts';
+import { parseScriptArgs } from '../io/args.ts';
 import { maskrcnnParseOptions } from '../weights-loader/maskrcnn.ts';
 import { readSafetensorsFile, writeFileAtomic } from '../weights-loader/node.ts';
 import { renderChart, renderMarkdown } from './report.ts';
@@ -94,31 +95,35 @@ interface Args {
   curves: Curve[];
 }
 
+const USAGE = `usage: npm run experiment [-- --data DIR] [--limit N] [--ratios 0.1,0.2] [--curves 'global filter;layer kernel'] [--repeats N]
+                          [--resume] [--report-only] [--latency-only] [--out DIR]   (see the header of experiments/pruning.ts)
+  curves: ${CURVES.map((c) => `'${c.name}'`).join('; ')}`;
+
 function parseArgs(argv: string[]): Args {
-  const a: Args = { data: DEFAULT_SPLIT, ratios: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8], repeats: 5, resume: false, reportOnly: false, latencyOnly: false, out: 'results', curves: CURVES };
-  for (let i = 0; i < argv.length; i++) {
-    const v = () => {
-      const x = argv[++i];
-      if (x === undefined) throw new Error(`${argv[i - 1]} needs a value`);
-      return x;
-    };
-    switch (argv[i]) {
-      case '--data': a.data = v(); break;
-      case '--limit': a.limit = Number(v()); break;
-      case '--ratios': a.ratios = v().split(',').map(Number); break;
-      case '--repeats': a.repeats = Number(v()); break;
-      case '--resume': a.resume = true; break;
-      case '--report-only': a.reportOnly = true; break;
-      case '--latency-only': a.latencyOnly = true; break;
-      case '--out': a.out = v(); break;
-      case '--curves': {
-        const names = v().split(';').map((n) => n.trim());
-        a.curves = CURVES.filter((c) => names.includes(c.name));
-        if (a.curves.length !== names.length) throw new Error(`--curves: ';'-separated, from ${CURVES.map((c) => `'${c.name}'`).join('; ')}`);
-        break;
-      }
-      default: throw new Error(`unknown option '${argv[i]}'`);
-    }
+  const { values: v } = parseScriptArgs(
+    {
+      command: 'npm run experiment --',
+      usage: USAGE,
+      options: {
+        data: { type: 'string', default: DEFAULT_SPLIT },
+        limit: { type: 'number', integer: true, min: 1 },
+        ratios: { type: 'string' },
+        repeats: { type: 'number', default: 5 },
+        resume: { type: 'boolean' },
+        'report-only': { type: 'boolean' },
+        'latency-only': { type: 'boolean' },
+        out: { type: 'string', default: 'results' },
+        curves: { type: 'string' },
+      },
+    },
+    argv,
+  );
+  const a: Args = { data: v.data, limit: v.limit, ratios: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8], repeats: v.repeats, resume: v.resume, reportOnly: v['report-only'], latencyOnly: v['latency-only'], out: v.out, curves: CURVES };
+  if (v.ratios !== undefined) a.ratios = v.ratios.split(',').map(Number);
+  if (v.curves !== undefined) {
+    const names = v.curves.split(';').map((n) => n.trim());
+    a.curves = CURVES.filter((c) => names.includes(c.name));
+    if (a.curves.length !== names.length) throw new Error(`--curves: ';'-separated, from ${CURVES.map((c) => `'${c.name}'`).join('; ')}`);
   }
   if (a.ratios.some((r) => !(r > 0 && r < 1))) throw new Error('--ratios: fractions in (0, 1), comma-separated');
   if (!(Number.isInteger(a.repeats) && a.repeats >= 1)) throw new Error('--repeats: a positive integer');

@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { encodeRle, type RleMask } from '../engine/rle.ts';
 import { CocoFormatError, decodeCompressedCounts, evaluateCoco, parseCocoDataset, type CocoDataset, type EvalDetection } from '../eval/coco.ts';
-import { loadSplit, parsePredictions } from '../bin/eval.ts';
+import { loadSplit, parsePredictions } from '../io/split.ts';
 
 const test = suite('COCO evaluation');
 const H = 10;

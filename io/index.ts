@@ -1,0 +1,19 @@
+// io/: maskgpu's Node-only library (node:fs, node:path, node:util, pngjs, jpeg-js), the entry for
+// Node code that is not the engine itself: the CLI (bin/), the tests, benchmarks and experiments
+// import it. The browser bundle (engine/index.ts -> dist/maskgpu.js) must never import io/.
+//
+//   image.ts     PNG/JPEG files <-> RGB pixels (decodeImage, readImageFile, encodePng)
+//   font.ts      the built-in bitmap font of the overlays
+//   overlay.ts   detections drawn over the image (renderOverlay)
+//   outputs.ts   the CLI's output-file rules (never over an input, --force to replace) and writers
+//   split.ts     COCO-format splits on disk (loadSplit, predictSplit) and COCO results files
+//   bundled.ts   where the bundled model, samples and dataset are (BUNDLED_MODEL, ...)
+//   args.ts      the one command-line parser (parseCommandLine, parseScriptArgs)
+
+export * from './image.ts';
+export * from './font.ts';
+export * from './overlay.ts';
+export * from './outputs.ts';
+export * from './split.ts';
+export * from './bundled.ts';
+export * from './args.ts';
