@@ -21,6 +21,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { Browser, Page } from 'puppeteer-core';
 import { readImageFile } from '../io/image.ts';
+import { parseScriptArgs } from '../io/args.ts';
 import { describeAdapter, type AdapterReport } from '../engine/device.ts';
 import { GpuContext } from '../engine/gpu.ts';
 import { resizePlan } from '../engine/kernels/preprocess.ts';
@@ -35,32 +36,30 @@ import { BROWSER_ADAPTERS, isBrowserAdapter, launchChromium } from '../tests/bro
 import { sameDetections, type DetectionLike } from './match.ts';
 import { median } from './timing.ts';
 
-const argv = process.argv.slice(2);
-const KNOWN = ['adapter', 'chrome', 'repeats', 'warmup', 'ratio', 'sample', 'score-thresh', 'json'];
-for (let i = 0; i < argv.length; i += 2) {
-  if (!argv[i].startsWith('--') || !KNOWN.includes(argv[i].slice(2))) throw new Error(`unknown argument ${argv[i]} (known: ${KNOWN.map((k) => `--${k}`).join(' ')})`);
-}
-const arg = (name: string, fallback?: string): string | undefined => {
-  const i = argv.indexOf(`--${name}`);
-  if (i < 0) return fallback;
-  const v = argv[i + 1];
-  if (v === undefined || (v.startsWith('--') && v !== '-')) throw new Error(`--${name} needs a value`);
-  return v;
-};
-const num = (name: string, fallback: number): number => {
-  const v = Number(arg(name, String(fallback)));
-  if (!Number.isFinite(v) || v < 0) throw new Error(`--${name} needs a non-negative number`);
-  return v;
-};
-const adapterName = arg('adapter', 'gles')!;
+const { values: opt } = parseScriptArgs({
+  command: 'npm run bench:browser --',
+  usage: `usage: npm run bench:browser [-- --adapter gles|swiftshader|default] [--chrome PATH] [--repeats 5]
+                             [--warmup 1] [--ratio 0.5] [--sample shapes_0] [--score-thresh 0]
+                             [--json FILE | --json -]   (see the header of bench/browser.ts)`,
+  options: {
+    adapter: { type: 'string', default: 'gles' },
+    chrome: { type: 'string' },
+    repeats: { type: 'number', min: 0, default: 5 },
+    warmup: { type: 'number', min: 0, default: 1 },
+    ratio: { type: 'number', above: 0, below: 1, default: 0.5 },
+    sample: { type: 'string', default: 'shapes_0' },
+    'score-thresh': { type: 'number', min: 0, default: 0 },
+    json: { type: 'string' },
+  },
+});
+const adapterName = opt.adapter;
 if (!isBrowserAdapter(adapterName)) throw new Error(`--adapter ${adapterName}: use one of ${Object.keys(BROWSER_ADAPTERS).join(', ')}`);
-const repeats = Math.max(1, Math.round(num('repeats', 5)));
-const warmup = Math.round(num('warmup', 1));
-const ratio = num('ratio', 0.5);
-if (!(ratio > 0 && ratio < 1)) throw new Error('--ratio must be in (0, 1)');
-const sample = arg('sample', 'shapes_0')!;
-const scoreThresh = num('score-thresh', 0);
-const jsonOut = arg('json');
+const repeats = Math.max(1, Math.round(opt.repeats));
+const warmup = Math.round(opt.warmup);
+const ratio = opt.ratio;
+const sample = opt.sample;
+const scoreThresh = opt['score-thresh'];
+const jsonOut = opt.json;
 
 type Stages = Record<StageName, number>;
 interface Run {
@@ -203,7 +202,7 @@ async function main(): Promise<void> {
 
   const adapter = BROWSER_ADAPTERS[adapterName as keyof typeof BROWSER_ADAPTERS];
   const server = await startDemoServer({ port: 0 });
-  const browser = await launchChromium(adapter.args, { executablePath: arg('chrome') });
+  const browser = await launchChromium(adapter.args, { executablePath: opt.chrome });
   try {
     const page = await browser.newPage();
     const q = new URLSearchParams({ sample, autorun: '0', ...(adapter.featureLevel ? { featureLevel: adapter.featureLevel } : {}), boxScoreThresh: String(scoreThresh) });

@@ -32,30 +32,31 @@ import type { PartCounts } from '../prune/report.ts';
 import { loadMaskRCNNWeights, maskrcnnParseOptions } from '../weights-loader/maskrcnn.ts';
 import { parseSafetensors, type SafetensorsFile } from '../weights-loader/safetensors.ts';
 import { readImageFile, type RgbImage } from '../io/image.ts';
+import { parseScriptArgs } from '../io/args.ts';
 import { describeMatch, matchReference, type DetectionLike, type MatchReport, type MatchRule } from './match.ts';
 import { median } from './timing.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const argv = process.argv.slice(2);
-const arg = (name: string, fallback?: string): string | undefined => {
-  const i = argv.indexOf(`--${name}`);
-  if (i < 0) return fallback;
-  const v = argv[i + 1];
-  if (v === undefined || v.startsWith('--')) throw new Error(`--${name} needs a value`);
-  return v;
-};
-const num = (name: string, fallback: number): number => {
-  const v = Number(arg(name, String(fallback)));
-  if (!Number.isFinite(v) || v < 0) throw new Error(`--${name} needs a non-negative number`);
-  return v;
-};
-const only = arg('only');
-if (only !== undefined && only !== 'bundled' && only !== 'fullsize') throw new Error(`--only takes bundled or fullsize, not '${only}'`);
-const repeats = Math.max(1, Math.round(num('repeats', 5)));
-const warmup = Math.round(num('warmup', 1));
-const ratio = num('ratio', 0.4);
-const scoreThresh = num('score-thresh', 0);
-const python = arg('python', process.env.MASKGPU_PYTHON ?? (existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3'))!;
+const { values: opt } = parseScriptArgs({
+  command: 'npm run bench --',
+  usage: `usage: npm run bench [-- --only bundled|fullsize] [--repeats N] [--warmup N] [--ratio 0.4]
+                 [--score-thresh 0] [--python /usr/bin/python3] [--json out.json]   (see the header of bench/e2e.ts)`,
+  options: {
+    only: { type: 'string', choices: ['bundled', 'fullsize'] },
+    repeats: { type: 'number', min: 0, default: 5 },
+    warmup: { type: 'number', min: 0, default: 1 },
+    ratio: { type: 'number', min: 0, default: 0.4 },
+    'score-thresh': { type: 'number', min: 0, default: 0 },
+    python: { type: 'string', default: process.env.MASKGPU_PYTHON ?? (existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3') },
+    json: { type: 'string' },
+  },
+});
+const only = opt.only;
+const repeats = Math.max(1, Math.round(opt.repeats));
+const warmup = Math.round(opt.warmup);
+const ratio = opt.ratio;
+const scoreThresh = opt['score-thresh'];
+const python = opt.python;
 const cache = `${root}bench/.cache`;
 /** Compact vs mask mode: every detection (score >= 0) matched, but for 5 % near-ties, scores within 1e-3. */
 const PRUNED_RULE: MatchRule = { minScore: 0, allowFailing: 0.05, maxScoreError: 1e-3 };
@@ -270,7 +271,7 @@ for (const spec of suites()) results.push(await runSuite(ctx, spec));
 const loadAfter = loadavg();
 for (const s of results) printSuite(s);
 console.log(`\nload average before ${loadBefore.map((x) => x.toFixed(2)).join(' ')}, after ${loadAfter.map((x) => x.toFixed(2)).join(' ')}`);
-const json = arg('json');
+const json = opt.json;
 if (json) {
   writeFileSync(
     json,

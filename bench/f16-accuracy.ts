@@ -10,6 +10,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readImageFile } from '../io/image.ts';
+import { parseScriptArgs } from '../io/args.ts';
 import { describeAdapter } from '../engine/device.ts';
 import { GpuContext } from '../engine/gpu.ts';
 import { loadMaskRCNN, type MaskRCNN, type RgbImage, type SegmentResult } from '../engine/maskrcnn/model.ts';
@@ -17,10 +18,16 @@ import { rleIou } from '../engine/rle.ts';
 import { boxIou } from './match.ts';
 import { median } from './timing.ts';
 
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i < 0 ? fallback : process.argv[i + 1];
-}
+const ARGS = {
+  command: 'bench/f16-accuracy.ts',
+  usage: `usage: node --import ./tools/register.mjs bench/f16-accuracy.ts [--limit 20] [--score 0.05] [--clock wall|cpu]
+  (images: models/samples/shapes_*.png, then data/shapes/test/images up to --limit)`,
+  options: {
+    limit: { type: 'number', integer: true, min: 0, default: 20 },
+    score: { type: 'number', min: 0, max: 1, default: 0.05 },
+    clock: { type: 'string', choices: ['wall', 'cpu'], default: 'wall' },
+  },
+} as const;
 
 interface Pairing {
   pairs: Array<{ boxIou: number; maskIou: number; scoreDiff: number; score: number }>;
@@ -60,9 +67,10 @@ async function timed(model: MaskRCNN, img: RgbImage, clock: string, cores: numbe
 }
 
 async function main(): Promise<void> {
-  const limit = Number(arg('limit', '20'));
-  const minScore = Number(arg('score', '0.05'));
-  const clock = arg('clock', 'wall');
+  const { values: opt } = parseScriptArgs(ARGS);
+  const limit = opt.limit;
+  const minScore = opt.score;
+  const clock: string = opt.clock;
   const cores = (await import('node:os')).availableParallelism();
   const ctx = await GpuContext.create();
   console.log(`adapter: ${describeAdapter(ctx.report)}`);

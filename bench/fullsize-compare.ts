@@ -30,20 +30,26 @@ import { loadMaskRCNNWeights, maskrcnnParseOptions } from '../weights-loader/mas
 import { parseSafetensors, serializeSafetensors, type Tensor } from '../weights-loader/safetensors.ts';
 import { readSafetensorsFile } from '../weights-loader/node.ts';
 import { readImageFile } from '../io/image.ts';
+import { parseScriptArgs } from '../io/args.ts';
 
-function arg(name: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  const v = i >= 0 ? process.argv[i + 1] : undefined;
-  if (!v) throw new Error(`--${name} is required: --weights W --image IMG --proposals torchvision.safetensors --out FILE`);
-  return v;
-}
+const { values: opt } = parseScriptArgs({
+  command: 'bench/fullsize-compare.ts',
+  usage: `usage: node --import ./tools/register.mjs bench/fullsize-compare.ts --weights W --image IMG \\
+       --proposals torchvision.safetensors --out stages.safetensors   (tools/compare_fullsize.py --stages runs it)`,
+  options: {
+    weights: { type: 'string', required: true },
+    image: { type: 'string', required: true },
+    proposals: { type: 'string', required: true },
+    out: { type: 'string', required: true },
+  },
+});
 
 const t0 = performance.now();
-const weights = loadMaskRCNNWeights(await readSafetensorsFile(arg('weights'), maskrcnnParseOptions));
-const image = await readImageFile(arg('image'));
-const tvProposals = parseSafetensors(new Uint8Array(readFileSync(arg('proposals')))).tensors.get('proposals');
+const weights = loadMaskRCNNWeights(await readSafetensorsFile(opt.weights, maskrcnnParseOptions));
+const image = await readImageFile(opt.image);
+const tvProposals = parseSafetensors(new Uint8Array(readFileSync(opt.proposals))).tensors.get('proposals');
 if (!tvProposals || tvProposals.shape.length !== 2 || tvProposals.shape[1] !== 4) {
-  throw new Error(`${arg('proposals')} has no [P, 4] 'proposals' tensor; make it with tools/compare_fullsize.py`);
+  throw new Error(`${opt.proposals} has no [P, 4] 'proposals' tensor; make it with tools/compare_fullsize.py`);
 }
 
 const ctx = await GpuContext.create();
@@ -150,8 +156,8 @@ for (const [name, buffer, shape, type] of rpnReads) {
   const data = type === 'f32' ? await ctx.readF32(buffer, n) : Float32Array.from(await ctx.readU32(buffer, n));
   out.set(name, { dtype: 'F32', shape, data });
 }
-writeFileSync(arg('out'), serializeSafetensors(out, { format: 'maskgpu-stages-v1' }));
-console.log(`stages: ${count} proposals; box head on ${K} torchvision proposals; ${((performance.now() - t0) / 1e3).toFixed(1)} s -> ${arg('out')}`);
+writeFileSync(opt.out, serializeSafetensors(out, { format: 'maskgpu-stages-v1' }));
+console.log(`stages: ${count} proposals; box head on ${K} torchvision proposals; ${((performance.now() - t0) / 1e3).toFixed(1)} s -> ${opt.out}`);
 
 for (const d of [...dispatches, ...keep, ...heads, backbone, rpn, pool]) d.destroy();
 ctx.device.destroy();

@@ -27,14 +27,27 @@ import { matmulRef } from '../tests/reference/dense.ts';
 import { compare, f32Accum, type Tolerance } from '../tests/tolerance.ts';
 import { median } from './timing.ts';
 import { CANDIDATE_TILES, type Clock, sampleMs, tuneConvTiling } from './tune.ts';
+import { parseScriptArgs } from '../io/args.ts';
 
-function arg(name: string, fallback: number): number;
-function arg(name: string, fallback: string): string;
-function arg(name: string, fallback: number | string): number | string {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i < 0) return fallback;
-  return typeof fallback === 'number' ? Number(process.argv[i + 1]) : process.argv[i + 1];
-}
+const ARGS = {
+  command: 'npm run bench:kernels --',
+  usage: `usage: npm run bench:kernels [-- --height 800 --width 1088 --repeats 3 --filter 3x3 --matmul 1024
+                                --sweep --no-save --clock wall|cpu --precision f32|f16 --baseline DIR --json out.json]
+  (see the header of bench/kernels.ts)`,
+  options: {
+    height: { type: 'number', integer: true, min: 1, default: 800 },
+    width: { type: 'number', integer: true, min: 1, default: 1088 },
+    repeats: { type: 'number', integer: true, min: 1, default: 3 },
+    filter: { type: 'string', default: '.' },
+    matmul: { type: 'number', integer: true, min: 1, default: 1024 },
+    sweep: { type: 'boolean' },
+    'no-save': { type: 'boolean' },
+    clock: { type: 'string', choices: ['wall', 'cpu'], default: 'wall' },
+    precision: { type: 'string', choices: ['f32', 'f16'], default: 'f32' },
+    baseline: { type: 'string', default: '' },
+    json: { type: 'string', default: '' },
+  },
+} as const;
 
 interface ConvShape {
   layer: string;
@@ -103,31 +116,32 @@ type BaselineConvClass = new (ctx: GpuContext, spec: object, w: Float32Array, b:
 const f16Weights: Tolerance = { name: 'f16Weights', abs: 5e-3, rel: 5e-3 };
 
 async function main(): Promise<void> {
-  const height = arg('height', 800);
-  const width = arg('width', 1088);
-  const repeats = arg('repeats', 3);
-  const jsonOut = arg('json', '');
-  const clock = arg('clock', 'wall') as Clock;
-  const precision = arg('precision', 'f32') as ConvPrecision;
+  const { values: opt } = parseScriptArgs(ARGS);
+  const height = opt.height;
+  const width = opt.width;
+  const repeats = opt.repeats;
+  const jsonOut = opt.json;
+  const clock: Clock = opt.clock;
+  const precision: ConvPrecision = opt.precision;
   const cores = (await import('node:os')).availableParallelism();
   const ctx = await GpuContext.create();
   console.log(`adapter: ${describeAdapter(ctx.report)}; ${clock} clock${clock === 'cpu' ? ` (process CPU time / ${cores} cores)` : ''}`);
 
-  if (process.argv.includes('--sweep')) {
+  if (opt.sweep) {
     console.log('\nconv tile sweep (bench/tune.ts):');
     const tuned = await tuneConvTiling(ctx, { clock, rounds: Math.max(2, Math.min(repeats, 5)) });
     setConvTiling(tuned.tiling);
-    if (!process.argv.includes('--no-save')) {
+    if (!opt['no-save']) {
       const file = writeConvTilingCache(ctx.report, { tiling: tuned.tiling, adapter: describeAdapter(ctx.report), measured: new Date().toISOString() });
       console.log(`saved to ${file}`);
     }
   }
   const tiling = getConvTiling(ctx.report);
-  const baselineDir = arg('baseline', '');
+  const baselineDir = opt.baseline;
   const Baseline: BaselineConvClass | undefined = baselineDir ? (await import(resolve(baselineDir, 'engine/kernels/conv2d.ts'))).Conv2d : undefined;
 
   // ---- ceiling: best plain matmul ----------------------------------------------------------
-  const N = arg('matmul', 1024);
+  const N = opt.matmul;
   const a = ctx.upload('a', normal(3, N * N));
   const b = ctx.upload('b', normal(4, N * N));
   const c = ctx.createBuffer('c', N * N * 4);
@@ -148,7 +162,7 @@ async function main(): Promise<void> {
 
   // ---- conv2d on the ResNet-50 shapes ------------------------------------------------------
   const rows: Array<ConvShape & { macs: number; ms: number; gflops: number; matmulGflops: number; pct: number; worst: number; tile: string; baselineMs?: number }> = [];
-  const filter = new RegExp(arg('filter', '.'));
+  const filter = new RegExp(opt.filter);
   for (const s of resnet50ConvShapes(height, width).filter((x) => filter.test(x.layer))) {
     const pad = (s.k - 1) >> 1;
     const fanIn = s.cin * s.k * s.k;

@@ -18,6 +18,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { parseSafetensors, type Tensor } from '../weights-loader/safetensors.ts';
 import { median } from './timing.ts';
+import { parseScriptArgs, type ParsedCommandLine } from '../io/args.ts';
 
 export const ORT_ENGINES = {
   'ort-node-cpu': { pkg: 'onnxruntime-node', ep: 'cpu', what: 'onnxruntime-node, CPU EP' },
@@ -125,18 +126,29 @@ interface OrtModule {
   InferenceSession: { create(model: Uint8Array, options: Record<string, unknown>): Promise<OrtSession> };
 }
 
-async function run(): Promise<OrtResult> {
-  const argv = process.argv.slice(2);
-  const arg = (name: string, fallback?: string): string => {
-    const i = argv.indexOf(`--${name}`);
-    const v = i >= 0 ? argv[i + 1] : fallback;
-    if (v === undefined) throw new Error(`--${name} is required (see the header of bench/peers-ort.ts)`);
-    return v;
-  };
-  const engine = arg('engine') as OrtEngine;
+const ORT_ARGS = {
+  command: 'bench/peers-ort.ts',
+  usage: `usage: node --import ./tools/register.mjs bench/peers-ort.ts --engine E --model backbone.onnx
+       --reference fpn.safetensors --out result.json [--repeats 5] [--warmup 1] [--budget-s 300] [--threads 2]
+  (bench/peers.ts runs it, one process per engine; see its header)`,
+  options: {
+    engine: { type: 'string', required: true },
+    model: { type: 'string', required: true },
+    reference: { type: 'string', required: true },
+    out: { type: 'string', required: true },
+    repeats: { type: 'number', integer: true, min: 1, default: 5 },
+    warmup: { type: 'number', integer: true, min: 0, default: 1 },
+    'budget-s': { type: 'number', above: 0, default: 300 },
+    threads: { type: 'number', integer: true, min: 1, default: 2 },
+  },
+} as const;
+type OrtArgs = ParsedCommandLine<typeof ORT_ARGS.options>['values'];
+
+async function run(opt: OrtArgs): Promise<OrtResult> {
+  const engine = opt.engine as OrtEngine;
   const spec = ORT_ENGINES[engine];
   if (!spec) throw new Error(`--engine ${engine}: one of ${Object.keys(ORT_ENGINES).join(', ')}`);
-  const [repeats, warmup, budgetMs, threads] = [Number(arg('repeats', '5')), Number(arg('warmup', '1')), 1e3 * Number(arg('budget-s', '300')), Number(arg('threads', '2'))];
+  const [repeats, warmup, budgetMs, threads] = [opt.repeats, opt.warmup, 1e3 * opt['budget-s'], opt.threads];
   const result: OrtResult = { engine, what: spec.what };
 
   if (spec.pkg.startsWith('onnxruntime-web')) result.adapter = await installNavigatorGpu();
@@ -149,15 +161,15 @@ async function run(): Promise<OrtResult> {
   }
   if (spec.pkg.startsWith('onnxruntime-web')) ort.env.wasm.numThreads = 1; // the work is on the GPU; no wasm worker threads
 
-  const reference = parseSafetensors(new Uint8Array(readFileSync(arg('reference')))).tensors;
+  const reference = parseSafetensors(new Uint8Array(readFileSync(opt.reference))).tensors;
   const want = (name: string): Tensor => {
     const t = reference.get(name);
-    if (!t) throw new Error(`${arg('reference')} has no '${name}' tensor; bench/peers.ts writes it`);
+    if (!t) throw new Error(`${opt.reference} has no '${name}' tensor; bench/peers.ts writes it`);
     return t;
   };
   const input = want('input');
   const t0 = performance.now();
-  const session = await ort.InferenceSession.create(new Uint8Array(readFileSync(arg('model'))), {
+  const session = await ort.InferenceSession.create(new Uint8Array(readFileSync(opt.model)), {
     executionProviders: [spec.ep],
     intraOpNumThreads: threads,
     graphOptimizationLevel: 'all',
@@ -198,14 +210,15 @@ async function run(): Promise<OrtResult> {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const { values: opt } = parseScriptArgs(ORT_ARGS);
   let result: OrtResult;
   try {
-    result = await run();
+    result = await run(opt);
   } catch (e) {
-    const engine = process.argv[process.argv.indexOf('--engine') + 1] as OrtEngine;
+    const engine = opt.engine as OrtEngine;
     result = { engine, what: ORT_ENGINES[engine]?.what ?? engine, error: (e as Error).stack ?? String(e) };
   }
-  writeFileSync(process.argv[process.argv.indexOf('--out') + 1], JSON.stringify(result));
+  writeFileSync(opt.out, JSON.stringify(result));
   // ONNX Runtime Web keeps wasm handles alive that would hold the process open; the result is written.
   process.exit(0);
 }

@@ -39,6 +39,7 @@ import { loadMaskRCNN, type Detection } from '../engine/maskrcnn/model.ts';
 import { BufferPool } from '../engine/planner.ts';
 import { prune } from '../prune/index.ts';
 import { readImageFile, type RgbImage } from '../io/image.ts';
+import { parseScriptArgs } from '../io/args.ts';
 import { loadMaskRCNNWeights, maskrcnnParseOptions } from '../weights-loader/maskrcnn.ts';
 import { readSafetensorsFile } from '../weights-loader/node.ts';
 import { serializeSafetensors, type SafetensorsFile, type Tensor } from '../weights-loader/safetensors.ts';
@@ -52,24 +53,35 @@ const PYTHON = '/usr/bin/python3'; // Debian's torch; a python3 earlier on PATH 
 const PRUNE_RATIO = 0.4;
 
 const argv = process.argv.slice(2);
-const arg = (name: string, fallback?: string): string | undefined => {
-  const i = argv.indexOf(`--${name}`);
-  return i < 0 ? fallback : argv[i + 1];
-};
-const fullsizeDir = arg('fullsize-dir', `${CACHE}/fullsize`)!;
+const { values: opt } = parseScriptArgs({
+  command: 'npm run bench:peers --',
+  usage: `usage: npm run bench:peers -- [--config bundled|fullsize|all] [--repeats N] [--warmup N] [--budget-s S]
+                              [--engines maskgpu,maskgpu-pruned,torchvision,ort-node-cpu,...] [--fullsize-dir DIR]
+                              [--json out.json]   (see the header of bench/peers.ts)`,
+  options: {
+    config: { type: 'string', default: 'all' },
+    engines: { type: 'string' },
+    repeats: { type: 'number', integer: true, min: 1 },
+    warmup: { type: 'number', integer: true, min: 0 },
+    'budget-s': { type: 'number', above: 0, default: 300 },
+    'fullsize-dir': { type: 'string', default: `${CACHE}/fullsize` },
+    json: { type: 'string' },
+  },
+}, argv);
+const fullsizeDir = opt['fullsize-dir'];
 const CONFIGS = {
   bundled: { weights: `${REPO}models/maskgpu-shapes.safetensors`, image: `${REPO}models/samples/shapes_2.png`, repeats: 5, warmup: 1 },
   fullsize: { weights: `${fullsizeDir}/fullsize-conditioned.safetensors`, image: `${fullsizeDir}/image_427x640.png`, repeats: 3, warmup: 1 },
 };
 type ConfigName = keyof typeof CONFIGS;
 const ENGINES = ['maskgpu', 'maskgpu-pruned', 'torchvision', ...(Object.keys(ORT_ENGINES) as OrtEngine[])];
-const engines = (arg('engines') ?? ENGINES.join(',')).split(',');
-const configArg = arg('config', 'all')!;
+const engines = (opt.engines ?? ENGINES.join(',')).split(',');
+const configArg = opt.config;
 const configs = (configArg === 'all' ? Object.keys(CONFIGS) : configArg.split(',')) as ConfigName[];
 for (const name of [...engines.filter((e) => !ENGINES.includes(e)), ...configs.filter((c) => !(c in CONFIGS))]) {
   throw new Error(`unknown engine or configuration '${name}': engines ${ENGINES.join(', ')}; configurations ${Object.keys(CONFIGS).join(', ')}`);
 }
-const budgetMs = 1e3 * Number(arg('budget-s', '300'));
+const budgetMs = 1e3 * opt['budget-s'];
 const threads = availableParallelism();
 
 interface Row {
@@ -190,8 +202,8 @@ const ortInstalled = (pkg: string): boolean => {
 
 async function runConfig(name: ConfigName, ctx: GpuContext) {
   const c = CONFIGS[name];
-  const repeats = Number(arg('repeats', String(c.repeats)));
-  const warmup = Number(arg('warmup', String(c.warmup)));
+  const repeats = opt.repeats ?? c.repeats;
+  const warmup = opt.warmup ?? c.warmup;
   if (name === 'fullsize' && !(existsSync(c.weights) && existsSync(c.image))) {
     console.log(`full-size weights and image not in ${fullsizeDir}: making them (tools/compare_fullsize.py's recipe, once)`);
     if ((await runChild(PYTHON, ['tools/bench_torchvision.py', 'make-fullsize', '--out-dir', fullsizeDir])) !== 0) throw new Error('making the full-size weights failed (above)');
@@ -313,7 +325,7 @@ for (const name of configs) {
   printTable(result);
 }
 console.log(`\nload average before ${loadBefore}, after ${load()} (1, 5, 15 min; timings mean little when it is above ${threads})`);
-const json = arg('json');
+const json = opt.json;
 if (json) writeFileSync(json, JSON.stringify({ date: new Date().toISOString(), argv, adapter: ctx.report, threads, loadBefore, loadAfter: load(), results }, null, 1));
 ctx.device.destroy();
 if (results.some((r) => r.rows.some((row) => !row.passed))) process.exitCode = 1;

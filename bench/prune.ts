@@ -23,23 +23,38 @@ import { prune, type PruneOptions } from '../prune/index.ts';
 import { loadMaskRCNNWeights, maskrcnnParseOptions } from '../weights-loader/maskrcnn.ts';
 import { parseSafetensors, type SafetensorsFile } from '../weights-loader/safetensors.ts';
 import { decodeImage, type RgbImage } from '../io/image.ts';
+import { parseScriptArgs } from '../io/args.ts';
 import { median } from './timing.ts';
 
-const argv = process.argv.slice(2);
-const arg = (name: string, fallback?: string): string | undefined => {
-  const i = argv.indexOf(`--${name}`);
-  return i < 0 ? fallback : argv[i + 1];
-};
+const { values: opt } = parseScriptArgs({
+  command: 'npm run bench:prune --',
+  usage: `usage: npm run bench:prune -- [--weights W.safetensors] [--size HxW] [--ratios 0,0.2,0.4,0.6] [--repeats 3]
+       [--scope global|layer] [--normalize none|mean|fanin] [--coupled leave|prune] [--granularity filter|kernel]
+       [--score-thresh S] [--skip-validate] [--json out.json]   (see the header of bench/prune.ts)`,
+  options: {
+    weights: { type: 'string' },
+    size: { type: 'string' },
+    ratios: { type: 'string', default: '0,0.2,0.4,0.6' },
+    repeats: { type: 'number', integer: true, min: 1, default: 3 },
+    scope: { type: 'string' },
+    normalize: { type: 'string' },
+    coupled: { type: 'string' },
+    granularity: { type: 'string' },
+    'score-thresh': { type: 'number', min: 0, default: 0 },
+    'skip-validate': { type: 'boolean' },
+    json: { type: 'string' },
+  },
+});
 const golden = new URL('../tests/fixtures/golden/', import.meta.url);
-const weightsPath = arg('weights') ?? new URL('model.safetensors', golden).pathname;
-const ratios = (arg('ratios', '0,0.2,0.4,0.6') as string).split(',').map(Number);
-const repeats = Number(arg('repeats', '3'));
-const scoreThresh = Number(arg('score-thresh', '0'));
+const weightsPath = opt.weights ?? new URL('model.safetensors', golden).pathname;
+const ratios = opt.ratios.split(',').map(Number);
+const repeats = opt.repeats;
+const scoreThresh = opt['score-thresh'];
 const base: Omit<PruneOptions, 'ratio'> & { inputSize?: [number, number] } = {
-  scope: arg('scope') as PruneOptions['scope'],
-  normalize: arg('normalize') as PruneOptions['normalize'],
-  coupled: arg('coupled') as PruneOptions['coupled'],
-  granularity: arg('granularity') as PruneOptions['granularity'],
+  scope: opt.scope as PruneOptions['scope'],
+  normalize: opt.normalize as PruneOptions['normalize'],
+  coupled: opt.coupled as PruneOptions['coupled'],
+  granularity: opt.granularity as PruneOptions['granularity'],
 };
 
 function upsample(image: RgbImage, h: number, w: number): RgbImage {
@@ -92,7 +107,7 @@ async function timeModel(ctx: GpuContext, file: SafetensorsFile, image: RgbImage
 const ctx = await GpuContext.create();
 const file = parseSafetensors(new Uint8Array(readFileSync(weightsPath)), maskrcnnParseOptions);
 let image = decodeImage(new Uint8Array(readFileSync(new URL('image_0.png', golden))), 'image_0.png');
-const size = arg('size');
+const size = opt.size;
 if (size) {
   const m = /^(\d+)x(\d+)$/.exec(size);
   if (!m) throw new Error(`--size needs HxW, e.g. 480x640, got '${size}'`);
@@ -112,7 +127,7 @@ for (const ratio of ratios) {
   const { file: pruned, report } = await prune(ctx, file, { ...base, ratio, mode: 'compact' });
   const pruneMs = performance.now() - t0;
   const timed = await timeModel(ctx, pruned, image);
-  if (!argv.includes('--skip-validate')) {
+  if (!opt['skip-validate']) {
     const masked = await prune(ctx, file, { ...base, ratio, mode: 'mask' });
     const problem = sameDetections(await detect(ctx, pruned, image), await detect(ctx, masked.file, image));
     if (problem) throw new Error(`ratio ${ratio}: the compacted model does not reproduce the masked one (${problem}); not timing a wrong model`);
@@ -143,6 +158,6 @@ for (const r of rows) {
   const timeRatio = denseMs ? (Number(r.exactMs) / denseMs).toFixed(3) : '-';
   console.log(`| ${r.ratio} | ${(100 * Number(r.channels)).toFixed(1)} % | ${r.params} | ${Number(r.compression).toFixed(3)} | ${r.gmacs} | ${Number(r.gmacRatio).toFixed(3)} | ${r.ms} (${r.gpuMs}) | ${timeRatio} | ${r.speedup}x | ${r.detections} | ${r.pruneMs} |`);
 }
-const json = arg('json');
+const json = opt.json;
 if (json) writeFileSync(json, JSON.stringify({ adapter: ctx.report, weights: weightsPath, image: [image.height, image.width], options: base, rows }, null, 1));
 ctx.device.destroy();

@@ -11,10 +11,13 @@
 
 import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
+import { join } from 'node:path';
 import { describeAdapter } from '../engine/device.ts';
 import { GpuContext } from '../engine/gpu.ts';
 import { loadMaskRCNN, type MaskRCNN } from '../engine/maskrcnn/model.ts';
 import { readImageFile } from '../io/image.ts';
+import { parseScriptArgs } from '../io/args.ts';
+import { BUNDLED_MODEL, BUNDLED_SAMPLES } from '../io/bundled.ts';
 import { sameDetections } from './match.ts';
 import { median } from './timing.ts';
 import { STAGES, TIMESTAMP_BYTES } from '../engine/maskrcnn/stages.ts';
@@ -26,14 +29,21 @@ async function lastTimestamps(ctx: GpuContext, model: MaskRCNN): Promise<BigUint
   return new BigUint64Array(await ctx.read(ts.resolve, TIMESTAMP_BYTES));
 }
 
-const arg = (name: string, fallback: string): string => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i < 0 ? fallback : process.argv[i + 1];
-};
-const repeats = Number(arg('repeats', '15'));
-const warmup = Number(arg('warmup', '2'));
-const bytes = new Uint8Array(readFileSync(arg('weights', new URL('../models/maskgpu-shapes.safetensors', import.meta.url).pathname)));
-const image = await readImageFile(arg('image', new URL('../models/samples/shapes_2.png', import.meta.url).pathname));
+const { values: opt } = parseScriptArgs({
+  command: 'bench/stage-overhead.ts',
+  usage: `usage: node --import ./tools/register.mjs bench/stage-overhead.ts [--repeats 15] [--warmup 2]
+       [--weights models/maskgpu-shapes.safetensors] [--image models/samples/shapes_2.png]   (see its header)`,
+  options: {
+    repeats: { type: 'number', integer: true, min: 1, default: 15 },
+    warmup: { type: 'number', integer: true, min: 0, default: 2 },
+    weights: { type: 'string', default: BUNDLED_MODEL },
+    image: { type: 'string', default: join(BUNDLED_SAMPLES, 'shapes_2.png') },
+  },
+});
+const repeats = opt.repeats;
+const warmup = opt.warmup;
+const bytes = new Uint8Array(readFileSync(opt.weights));
+const image = await readImageFile(opt.image);
 
 // Nanosecond timestamps (Dawn quantises them to 65.5 us by default); the same flags for both.
 const dawnFlags = ['disable-dawn-features=timestamp_quantization'];

@@ -18,6 +18,7 @@ import { type Dispatch, submitDispatches } from '../engine/kernels/dispatch.ts';
 import { normal, rng } from '../tests/random.ts';
 import { conv2dRefAt } from '../tests/reference/conv2d.ts';
 import { compare, f32Accum } from '../tests/tolerance.ts';
+import { parseScriptArgs } from '../io/args.ts';
 
 export interface TuneShape {
   layer: string;
@@ -163,28 +164,33 @@ function sameTile(a: ConvTile, b: ConvTile): boolean {
   return a.tm === b.tm && a.tn === b.tn && a.wgX === b.wgX && a.wgY === b.wgY;
 }
 
-function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i < 0 ? undefined : process.argv[i + 1];
-}
-
 async function main(): Promise<void> {
-  const rounds = Number(arg('rounds') ?? 3);
-  const clock = (arg('clock') ?? 'wall') as Clock;
-  if (clock !== 'wall' && clock !== 'cpu') throw new Error(`--clock must be wall or cpu, got ${clock}`);
-  const only = arg('class');
-  if (only && !(CONV_CLASSES as readonly string[]).includes(only)) throw new Error(`--class must be one of ${CONV_CLASSES.join(', ')}`);
+  const { values: opt } = parseScriptArgs({
+    command: 'npm run tune --',
+    usage: `usage: npm run tune [-- --rounds 3 --clock wall|cpu --class CLASS --no-save --json out.json]
+  --class: one of ${CONV_CLASSES.join(', ')} (default: all); --no-save: do not write the tile cache`,
+    options: {
+      rounds: { type: 'number', integer: true, min: 1, default: 3 },
+      clock: { type: 'string', choices: ['wall', 'cpu'], default: 'wall' },
+      class: { type: 'string', choices: CONV_CLASSES },
+      'no-save': { type: 'boolean' },
+      json: { type: 'string' },
+    },
+  });
+  const rounds = opt.rounds;
+  const clock: Clock = opt.clock;
+  const only = opt.class;
   const ctx = await GpuContext.create();
   console.log(`adapter: ${describeAdapter(ctx.report)}; ${rounds} interleaved rounds, ${clock} clock`);
   const t0 = performance.now();
   const result = await tuneConvTiling(ctx, { rounds, clock, classes: only ? [only as ConvClass] : CONV_CLASSES });
   console.log(`tuned in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
-  if (!process.argv.includes('--no-save')) {
+  if (!opt['no-save']) {
     const evidence = Object.fromEntries(Object.entries(result.table).map(([cls, rows]) => [cls, rows.map((r) => ({ tile: tileName(r.tile), gflops: Number(r.gflops.toFixed(2)) }))]));
     const file = writeConvTilingCache(ctx.report, { tiling: result.tiling, adapter: describeAdapter(ctx.report), measured: new Date().toISOString(), evidence: { clock, rounds, ...evidence } });
     console.log(`saved to ${file}`);
   }
-  const json = arg('json');
+  const json = opt.json;
   if (json) writeFileSync(json, JSON.stringify({ adapter: ctx.report, clock, rounds, ...result }, null, 2));
   ctx.destroy();
 }

@@ -17,8 +17,9 @@ import { loadMaskRCNN, type RgbImage, type SegmentResult } from '../engine/maskr
 import { prune } from '../prune/index.ts';
 import { maskrcnnParseOptions } from '../weights-loader/maskrcnn.ts';
 import { parseSafetensors } from '../weights-loader/safetensors.ts';
+import { parseCommandLine, UsageError } from '../io/args.ts';
+import { BUNDLED_MODEL } from '../io/bundled.ts';
 
-export const BUNDLED_MODEL = new URL('../models/maskgpu-shapes.safetensors', import.meta.url);
 /** Heap growth after the warm-up that counts as a leak (one segmentation's JS objects are about 100 KB). */
 export const HEAP_SLACK_MIB = 8;
 
@@ -200,19 +201,28 @@ export function formatSoak(report: SoakReport, ctx: GpuContext): string {
   return lines.join('\n');
 }
 
+const USAGE = 'usage: npm run soak [-- --segments N --cycles N]   (defaults 200 and 20; see the header of tools/soak.ts)';
+
 async function main(argv: string[]): Promise<number> {
-  const options: SoakOptions = { segments: 200, cycles: 20, log: (line) => console.log(line) };
-  for (let i = 0; i < argv.length; i++) {
-    const flag = argv[i];
-    const n = Number(argv[i + 1]);
-    if ((flag === '--segments' || flag === '--cycles') && Number.isInteger(n) && n >= 0) {
-      options[flag === '--segments' ? 'segments' : 'cycles'] = n;
-      i++;
-    } else {
-      console.error(`usage: npm run soak [-- --segments N --cycles N]  (got '${flag}${argv[i + 1] !== undefined ? ` ${argv[i + 1]}` : ''}')`);
-      return 2;
-    }
+  let parsed;
+  try {
+    parsed = parseCommandLine(argv, {
+      command: 'npm run soak --',
+      options: {
+        segments: { type: 'number', integer: true, min: 0, default: 200 },
+        cycles: { type: 'number', integer: true, min: 0, default: 20 },
+      },
+    });
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    console.error(`soak: ${e.message}\n${USAGE}`);
+    return 2;
   }
+  if (!parsed) {
+    console.log(USAGE);
+    return 0;
+  }
+  const options: SoakOptions = { segments: parsed.values.segments, cycles: parsed.values.cycles, log: (line) => console.log(line) };
   const ctx = await GpuContext.create();
   console.log(`soak: ${options.segments} segmentations of ${DEFAULT_SIZES.map((s) => s.join('x')).join(', ')} and ${options.cycles} prune cycles`);
   const report = await runSoak(ctx, options);
