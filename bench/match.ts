@@ -5,26 +5,17 @@
 // of random weights hinge on decisions float32 rounding may flip, so they are reported, not
 // failed). With options it also checks a compacted pruned model against the same pruning in mask
 // mode at score threshold 0, where there are 100 detections but many near-ties.
-// sameDetections: the exact check of bench/prune.ts and the stage-timing A/B.
+// boxIou, sameDetections (the check of bench/prune.ts, bench/browser.ts, bench/peers.ts and the
+// stage-timing A/B) and its gate live in eval/match.ts, shared with the tests; re-exported here.
 
-import { rleIou, type RleMask } from '../engine/rle.ts';
+import { rleIou } from '../engine/rle.ts';
+import { boxIou, type DetectionLike } from '../eval/match.ts';
 
-export interface DetectionLike {
-  box: [number, number, number, number];
-  label: number;
-  score: number;
-  mask: RleMask;
-}
+export { boxIou, compareDetections, sameDetections, SAME_DETECTIONS, type DetectionGate, type DetectionLike } from '../eval/match.ts';
 
 export const PASS_SCORE = 0.5;
 export const PASS_MASK_IOU = 0.98;
 export const MATCH_BOX_IOU = 0.99;
-
-export function boxIou(a: readonly number[], b: readonly number[]): number {
-  const inter = Math.max(0, Math.min(a[2], b[2]) - Math.max(a[0], b[0])) * Math.max(0, Math.min(a[3], b[3]) - Math.max(a[1], b[1]));
-  const union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter;
-  return union > 0 ? inter / union : Number(a.every((v, i) => v === b[i]));
-}
 
 export interface MatchReport {
   reference: number;
@@ -85,15 +76,4 @@ export function describeMatch(m: MatchReport): string {
     `${m.matched}/${m.reference} reference detections matched (${m.got} found; ${m.decisive} required, ${m.failing.length} of them failing), ` +
     `worst score error ${m.worstScoreError.toExponential(1)}, box IoU ${m.worstBoxIou.toFixed(5)}, mask IoU ${m.worstMaskIou.toFixed(4)}`
   );
-}
-
-/** Undefined when `a` and `b` are the same detections (box IoU > 0.99, label, score within 1e-3, mask IoU >= 0.98). */
-export function sameDetections(a: DetectionLike[], b: DetectionLike[]): string | undefined {
-  if (a.length !== b.length) return `${a.length} vs ${b.length} detections`;
-  for (let i = 0; i < a.length; i++) {
-    if (!(boxIou(a[i].box, b[i].box) > 0.99) || a[i].label !== b[i].label || Math.abs(a[i].score - b[i].score) > 1e-3 || rleIou(a[i].mask, b[i].mask) < 0.98) {
-      return `detection ${i} differs`;
-    }
-  }
-  return undefined;
 }

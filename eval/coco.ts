@@ -12,6 +12,7 @@
 // recall50 the fraction of ground-truth instances so matched.
 
 import { rleArea, rleIou, type RleMask } from '../engine/rle.ts';
+import { boxIou } from './match.ts';
 
 export interface CocoImage {
   id: number;
@@ -197,14 +198,6 @@ export function averagePrecision(scores: number[], tp: boolean[], numGt: number)
   return sum / RECALL_POINTS.length;
 }
 
-function boxIou(d: number[], g: number[]): number {
-  const iw = Math.min(d[0] + d[2], g[0] + g[2]) - Math.max(d[0], g[0]);
-  const ih = Math.min(d[1] + d[3], g[1] + g[3]) - Math.max(d[1], g[1]);
-  if (iw <= 0 || ih <= 0) return 0;
-  const inter = iw * ih;
-  return inter / (d[2] * d[3] + g[2] * g[3] - inter);
-}
-
 /** Box and mask AP (@[.5:.95], 50, 75), mean matched mask IoU and recall at 0.5. */
 export function evaluateCoco(dataset: CocoDataset, detections: EvalDetection[]): CocoMetrics {
   const T = IOU_THRESHOLDS.length;
@@ -236,7 +229,7 @@ export function evaluateCoco(dataset: CocoDataset, detections: EvalDetection[]):
       if (!g.length && !d.length) continue;
       const gMasks = g.map((a) => a.segmentation as RleMask);
       const ious = {
-        bbox: d.map((x) => g.map((a) => boxIou(x.bbox, a.bbox))),
+        bbox: d.map((x) => g.map((a) => boxIou(x.bbox, a.bbox, 'xywh'))),
         segm: d.map((x) => gMasks.map((m) => rleIou(x.mask, m))),
       };
       for (const kind of ['bbox', 'segm'] as const) {

@@ -13,7 +13,7 @@ import type { Page } from 'puppeteer-core';
 import { readImageFile } from '../io/image.ts';
 import { describeAdapter } from '../engine/device.ts';
 import { loadMaskRCNN, type Detection } from '../engine/maskrcnn/model.ts';
-import { rleIou } from '../engine/rle.ts';
+import { compareDetections, SAME_DETECTIONS } from '../eval/match.ts';
 import { prune } from '../prune/index.ts';
 import { maskrcnnParseOptions } from '../weights-loader/maskrcnn.ts';
 import { parseSafetensors } from '../weights-loader/safetensors.ts';
@@ -42,15 +42,11 @@ function rgbHash(data: ArrayLike<number>, channels: 3 | 4): number {
   return h;
 }
 
+/** The page's detections against Node's, in order, with the benchmarks' gate (eval/match.ts); prints the worst values. */
 function assertSameDetections(page: Det[], node: Det[], what: string): void {
-  assert.is(page.length, node.length, `${what}: ${page.length} detections in the page, ${node.length} in Node`);
-  node.forEach((w, i) => {
-    const d = page[i];
-    assert.is(d.label, w.label, `${what}: detection ${i} label`);
-    for (let k = 0; k < 4; k++) assert.ok(Math.abs(d.box[k] - w.box[k]) <= 1, `${what}: detection ${i} box [${d.box}] vs Node [${w.box}]`);
-    assert.ok(Math.abs(d.score - w.score) < 1e-3, `${what}: detection ${i} score ${d.score} vs Node ${w.score}`);
-    assert.ok(rleIou(d.mask, w.mask) > 0.9, `${what}: detection ${i} mask IoU ${rleIou(d.mask, w.mask)}`);
-  });
+  const c = compareDetections(page, node, SAME_DETECTIONS, `${what}: page vs Node`);
+  console.log(`    ${c.report}`);
+  assert.ok(c.ok, c.report);
 }
 
 interface Context {
