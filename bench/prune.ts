@@ -1,7 +1,8 @@
 // End-to-end benchmark of pruning: dense vs compacted Mask R-CNN at several ratios, the measured
 // segment() time next to the parameter count, compression rate and GMAC ratio. Each compacted
 // model is validated before it is timed: its detections must equal those of the same pruning in
-// mask mode (same plan, shapes unchanged), which is what compaction promises.
+// mask mode (same plan, shapes unchanged), which is what compaction promises (eval/match.ts's
+// sameDetections, the SAME_DETECTIONS gate).
 //
 //   node --import ./tools/register.mjs bench/prune.ts [--weights W.safetensors] [--size HxW]
 //        [--ratios 0,0.2,0.4,0.6] [--repeats 3] [--scope global|layer] [--normalize none|mean|fanin]
@@ -18,12 +19,12 @@ import { describeAdapter } from '../engine/device.ts';
 import { GpuContext } from '../engine/gpu.ts';
 import { loadMaskRCNN, type Detection } from '../engine/maskrcnn/model.ts';
 import { resizePlan } from '../engine/kernels/preprocess.ts';
-import { rleIou } from '../engine/rle.ts';
 import { prune, type PruneOptions } from '../prune/index.ts';
 import { loadMaskRCNNWeights, maskrcnnParseOptions } from '../weights-loader/maskrcnn.ts';
 import { parseSafetensors, type SafetensorsFile } from '../weights-loader/safetensors.ts';
 import { decodeImage, type RgbImage } from '../io/image.ts';
 import { parseScriptArgs } from '../io/args.ts';
+import { sameDetections } from '../eval/match.ts';
 import { median } from './timing.ts';
 
 const { values: opt } = parseScriptArgs({
@@ -65,17 +66,6 @@ function upsample(image: RgbImage, h: number, w: number): RgbImage {
       data.set(image.data.subarray(s, s + 3), (y * w + x) * 3);
     }
   return { width: w, height: h, data };
-}
-
-function sameDetections(a: Detection[], b: Detection[]): string | undefined {
-  if (a.length !== b.length) return `${a.length} vs ${b.length} detections`;
-  for (let i = 0; i < a.length; i++) {
-    const [p, q] = [a[i].box, b[i].box];
-    const inter = Math.max(0, Math.min(p[2], q[2]) - Math.max(p[0], q[0])) * Math.max(0, Math.min(p[3], q[3]) - Math.max(p[1], q[1]));
-    const iou = inter / ((p[2] - p[0]) * (p[3] - p[1]) + (q[2] - q[0]) * (q[3] - q[1]) - inter);
-    if (!(iou > 0.99) || a[i].label !== b[i].label || Math.abs(a[i].score - b[i].score) > 1e-3 || rleIou(a[i].mask, b[i].mask) < 0.98) return `detection ${i} differs`;
-  }
-  return undefined;
 }
 
 async function detect(ctx: GpuContext, file: SafetensorsFile, image: RgbImage): Promise<Detection[]> {
