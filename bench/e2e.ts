@@ -35,6 +35,7 @@ import { readImageFile, type RgbImage } from '../io/image.ts';
 import { parseScriptArgs } from '../io/args.ts';
 import { describeMatch, matchReference, type DetectionLike, type MatchReport, type MatchRule } from './match.ts';
 import { median } from './timing.ts';
+import { useCachedConvTiling } from '../io/tiles.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const { values: opt } = parseScriptArgs({
@@ -264,6 +265,7 @@ const started = new Date();
 const loadBefore = loadavg();
 // Nanosecond timestamps in Node: Dawn quantises them to 65.5 us unless this toggle is off.
 const ctx = await GpuContext.create({ dawnFlags: ['disable-dawn-features=timestamp_quantization'] });
+useCachedConvTiling(ctx); // the tuned conv tiles, as the CLI uses them
 console.log(`adapter: ${describeAdapter(ctx.report)}`);
 console.log(`host: ${cpus().length} cores, load average ${loadBefore.map((x) => x.toFixed(2)).join(' ')} (1/5/15 min); ${started.toISOString()}`);
 const results: SuiteResult[] = [];

@@ -17,6 +17,7 @@ import { loadMaskRCNN, type MaskRCNN, type RgbImage, type SegmentResult } from '
 import { rleIou } from '../engine/rle.ts';
 import { boxIou } from './match.ts';
 import { median } from './timing.ts';
+import { useCachedConvTiling } from '../io/tiles.ts';
 
 const ARGS = {
   command: 'bench/f16-accuracy.ts',
@@ -73,6 +74,7 @@ async function main(): Promise<void> {
   const clock: string = opt.clock;
   const cores = (await import('node:os')).availableParallelism();
   const ctx = await GpuContext.create();
+  useCachedConvTiling(ctx); // the tuned conv tiles, as the CLI uses them
   console.log(`adapter: ${describeAdapter(ctx.report)}`);
   const bytes = readFileSync('models/maskgpu-shapes.safetensors');
   const m32 = await loadMaskRCNN(ctx, bytes, { boxScoreThresh: minScore });

@@ -3,12 +3,14 @@
 // same register/workgroup tiles the conv tuner tries). Every configuration is validated before it
 // is timed: matmul and conv2d against their float64 references (conv: spot checks of sampled
 // outputs of the real full-size layer). Each conv runs with the tile its class gets on this adapter
-// (tuned cache or built-in defaults); `--sweep` tunes first (bench/tune.ts) and caches the result.
+// (the tuned cache, applied with io/tiles.ts's useCachedConvTiling, or the built-in defaults);
+// `--sweep` tunes first (bench/tune.ts), uses the result and caches it.
 //
 // The "% of matmul" column divides by the best matmul timed again in the same rounds as that conv
 // (conv, matmul, conv, matmul, ...), so load drift on a shared machine hits both alike.
 // `--baseline DIR` also times the conv of another checkout (e.g. a `git worktree` of the previous
-// commit, with its own default tile) in the same rounds: before and after, side by side.
+// commit, with its own default tile; its Conv2d may have the recording API or the older plan API)
+// in the same rounds: before and after, side by side.
 //
 //   npm run bench:kernels [-- --height 800 --width 1088 --repeats 3 --filter 3x3 --matmul 1024
 //                           --sweep --clock wall|cpu --precision f32|f16 --baseline DIR --json out.json]
@@ -18,15 +20,18 @@ import { resolve } from 'node:path';
 import { describeAdapter } from '../engine/device.ts';
 import { GpuContext } from '../engine/gpu.ts';
 import { Conv2d, type ConvPrecision } from '../engine/kernels/conv2d.ts';
-import { convClass, getConvTiling, setConvTiling, tileName, writeConvTilingCache } from '../engine/kernels/convTiling.ts';
-import { type Dispatch, submitDispatches } from '../engine/kernels/dispatch.ts';
-import { planMatmul, type MatmulTile } from '../engine/kernels/matmul.ts';
+import { convClass, tileName } from '../engine/kernels/convTiling.ts';
+import type { Dispatch } from '../engine/kernels/dispatch.ts';
+import { recordMatmul, type MatmulTile } from '../engine/kernels/matmul.ts';
+import type { Tensor } from '../engine/planner.ts';
+import { Recorder } from '../engine/recorder.ts';
+import { useCachedConvTiling, writeConvTilingCache } from '../io/tiles.ts';
 import { normal, rng } from '../tests/random.ts';
 import { conv2dRefAt } from '../tests/reference/conv2d.ts';
 import { matmulRef } from '../tests/reference/dense.ts';
 import { compare, f32Accum, type Tolerance } from '../tests/tolerance.ts';
 import { median } from './timing.ts';
-import { CANDIDATE_TILES, type Clock, sampleMs, tuneConvTiling } from './tune.ts';
+import { CANDIDATE_TILES, type Clock, convMacs, sampleMs, tuneConvTiling } from './tune.ts';
 import { parseScriptArgs } from '../io/args.ts';
 
 const ARGS = {
@@ -88,26 +93,28 @@ async function validateMatmul(ctx: GpuContext, tile: MatmulTile): Promise<void> 
   const [m, n, k] = [37, 45, 29];
   const a = normal(1, m * k);
   const b = normal(2, k * n);
-  const bufs = { a: ctx.upload('a', a), b: ctx.upload('b', b), c: ctx.createBuffer('c', m * n * 4) };
-  const ph = ctx.createBuffer('none', 16);
-  submitDispatches(ctx, [planMatmul(ctx, { tile }, { m, n, k }, bufs, ph)]);
-  const c = compare(await ctx.readF32(bufs.c, m * n), matmulRef(m, n, k, a, b), f32Accum, `matmul ${JSON.stringify(tile)}`);
-  for (const x of [...Object.values(bufs), ph]) ctx.release(x);
+  const rec = new Recorder(ctx, `validate matmul ${tileName(tile)}`);
+  const out = recordMatmul(rec, { tile }, { m, n, k }, { a: rec.input('a', a, [m, k]), b: rec.input('b', b, [k, n]), c: rec.output('c', [m, n]) });
+  rec.submit();
+  const c = compare(await ctx.readF32(out.buffer, m * n), matmulRef(m, n, k, a, b), f32Accum, `matmul ${JSON.stringify(tile)}`);
+  rec.destroy();
   if (!c.ok) throw new Error(`validation failed, not timing: ${c.report}`);
 }
 
-/** Median ms of `repeats` submits of each of `runs` after one warm-up, the runs interleaved. */
-async function timeInterleaved(ctx: GpuContext, runs: Dispatch[][], repeats: number, clock: Clock, cores: number): Promise<number[]> {
-  for (const d of runs) await sampleMs(ctx, d, clock, cores);
+/** Median ms of `repeats` submits of each run (every dispatch its recorder holds) after one warm-up, the runs interleaved. */
+async function timeInterleaved(runs: Recorder[], repeats: number, clock: Clock, cores: number): Promise<number[]> {
+  for (const r of runs) await sampleMs(r, r.dispatches, clock, cores);
   const samples = runs.map(() => [] as number[]);
-  for (let i = 0; i < repeats; i++) for (const [k, d] of runs.entries()) samples[k].push(await sampleMs(ctx, d, clock, cores));
+  for (let i = 0; i < repeats; i++) for (const [k, r] of runs.entries()) samples[k].push(await sampleMs(r, r.dispatches, clock, cores));
   return samples.map(median);
 }
 
 type Size = { batch: number; h: number; w: number };
+/** Conv2d of another checkout: the recording API (as here) or the plan API before it. */
 interface BaselineConv {
   outputShape(s: Size): Size;
-  plan(s: Size, b: { input: GPUBuffer; output: GPUBuffer }): Dispatch;
+  record?(rec: Recorder, x: Tensor, opts: { output?: Tensor }): Tensor;
+  plan?(s: Size, b: { input: GPUBuffer; output: GPUBuffer }): Dispatch;
   destroy(): void;
 }
 type BaselineConvClass = new (ctx: GpuContext, spec: object, w: Float32Array, b: Float32Array, label: string) => BaselineConv;
@@ -125,27 +132,34 @@ async function main(): Promise<void> {
   const precision: ConvPrecision = opt.precision;
   const cores = (await import('node:os')).availableParallelism();
   const ctx = await GpuContext.create();
+  const cached = useCachedConvTiling(ctx);
   console.log(`adapter: ${describeAdapter(ctx.report)}; ${clock} clock${clock === 'cpu' ? ` (process CPU time / ${cores} cores)` : ''}`);
+  console.log(`conv tiles: ${cached ? `tuned, from ${cached}` : 'built-in defaults (no tuned cache for this adapter: npm run tune)'}`);
 
   if (opt.sweep) {
     console.log('\nconv tile sweep (bench/tune.ts):');
     const tuned = await tuneConvTiling(ctx, { clock, rounds: Math.max(2, Math.min(repeats, 5)) });
-    setConvTiling(tuned.tiling);
+    ctx.setConvTiling(tuned.tiling);
     if (!opt['no-save']) {
       const file = writeConvTilingCache(ctx.report, { tiling: tuned.tiling, adapter: describeAdapter(ctx.report), measured: new Date().toISOString() });
       console.log(`saved to ${file}`);
     }
   }
-  const tiling = getConvTiling(ctx.report);
+  const tiling = ctx.convTiling;
   const baselineDir = opt.baseline;
   const Baseline: BaselineConvClass | undefined = baselineDir ? (await import(resolve(baselineDir, 'engine/kernels/conv2d.ts'))).Conv2d : undefined;
 
   // ---- ceiling: best plain matmul ----------------------------------------------------------
   const N = opt.matmul;
-  const a = ctx.upload('a', normal(3, N * N));
-  const b = ctx.upload('b', normal(4, N * N));
-  const c = ctx.createBuffer('c', N * N * 4);
-  const ph = ctx.createBuffer('none', 16);
+  const operands = new Recorder(ctx, 'matmul operands');
+  const a = operands.input('a', normal(3, N * N), [N, N]);
+  const b = operands.input('b', normal(4, N * N), [N, N]);
+  const c = operands.output('c', [N, N]);
+  const matmulRun = (tile: MatmulTile): Recorder => {
+    const rec = new Recorder(ctx, `matmul ${tileName(tile)}`);
+    recordMatmul(rec, { tile }, { m: N, n: N, k: N }, { a, b, c });
+    return rec;
+  };
   // The conv tuner's candidates plus the earlier matmul sweep's 2-D tiles: the ceiling gets
   // at least every tile the convs may use.
   const tiles: MatmulTile[] = [...CANDIDATE_TILES, { tm: 4, tn: 8, wgX: 8, wgY: 2 }, { tm: 8, tn: 4, wgX: 4, wgY: 4 }, { tm: 4, tn: 4, wgX: 16, wgY: 16 }];
@@ -153,12 +167,14 @@ async function main(): Promise<void> {
   console.log(`\nmatmul ${N}x${N}x${N} tile sweep (median of ${repeats}):`);
   for (const tile of tiles) {
     await validateMatmul(ctx, tile);
-    const [ms] = await timeInterleaved(ctx, [[planMatmul(ctx, { tile }, { m: N, n: N, k: N }, { a, b, c }, ph)]], repeats, clock, cores);
+    const run = matmulRun(tile);
+    const [ms] = await timeInterleaved([run], repeats, clock, cores);
+    run.destroy();
     const gflops = (2 * N ** 3) / ms / 1e6;
     console.log(`  TM=${tile.tm} TN=${tile.tn} WG=${tile.wgX}x${tile.wgY}: ${ms.toFixed(1)} ms, ${gflops.toFixed(2)} GFLOP/s`);
     if (gflops > best.gflops) best = { gflops, tile };
   }
-  const bestMatmul = [planMatmul(ctx, { tile: best.tile }, { m: N, n: N, k: N }, { a, b, c }, ph)];
+  const bestMatmul = matmulRun(best.tile);
 
   // ---- conv2d on the ResNet-50 shapes ------------------------------------------------------
   const rows: Array<ConvShape & { macs: number; ms: number; gflops: number; matmulGflops: number; pct: number; worst: number; tile: string; baselineMs?: number }> = [];
@@ -172,15 +188,15 @@ async function main(): Promise<void> {
     const conv = new Conv2d(ctx, { cin: s.cin, cout: s.cout, kernel: [s.k, s.k], stride: [s.stride, s.stride], padding: [pad, pad], relu: true, precision }, weight, bias, s.layer);
     const shape = { batch: 1, h: s.h, w: s.w };
     const out = conv.outputShape(shape);
-    const x = ctx.upload('x', input);
-    const y = ctx.createBuffer('y', s.cout * out.h * out.w * 4);
-    const d = conv.plan(shape, { input: x, output: y });
+    const rec = new Recorder(ctx, s.layer);
+    const x = rec.input('x', input, [s.cin, s.h, s.w]);
+    const y = conv.record(rec, x, { output: rec.output('y', [s.cout, out.h, out.w]) });
     const tile = conv.tileFor(shape);
     const cls = convClass(s.cin, s.k, s.k, out.h * out.w);
 
     // Validate: 256 sampled outputs (corners included) of the full-size layer.
-    submitDispatches(ctx, [d]);
-    const got = await ctx.readF32(y, s.cout * out.h * out.w);
+    rec.submit();
+    const got = await ctx.readF32(y.buffer, s.cout * out.h * out.w);
     const r = rng(13);
     const idx = [0, got.length - 1, ...Array.from({ length: 254 }, () => Math.floor(r() * got.length))];
     const args = { batch: 1, cin: s.cin, h: s.h, w: s.w, cout: s.cout, kh: s.k, kw: s.k, stride: [s.stride, s.stride] as [number, number], padding: [pad, pad] as [number, number], relu: true };
@@ -194,15 +210,19 @@ async function main(): Promise<void> {
 
     // The baseline is timed as it comes (its own default tile), after the same validation.
     const base = Baseline ? new Baseline(ctx, { cin: s.cin, cout: s.cout, kernel: [s.k, s.k], stride: [s.stride, s.stride], padding: [pad, pad], relu: true }, weight, bias, `baseline ${s.layer}`) : undefined;
-    const baseDispatch = base?.plan(shape, { input: x, output: y });
-    if (baseDispatch) {
-      submitDispatches(ctx, [baseDispatch]);
-      const b = await ctx.readF32(y, s.cout * out.h * out.w);
+    const baseRec = base ? new Recorder(ctx, `baseline ${s.layer}`) : undefined;
+    if (base && baseRec) {
+      // It writes the same output tensor, read back and checked the same way.
+      if (base.record) base.record(baseRec, x, { output: y });
+      else if (base.plan) baseRec.record(base.plan(shape, { input: x.buffer, output: y.buffer }));
+      else throw new Error(`${baselineDir}: its Conv2d has neither record() nor plan()`);
+      baseRec.submit();
+      const b = await ctx.readF32(y.buffer, s.cout * out.h * out.w);
       const c = compare(idx.map((i) => b[i]), want, f32Accum, `baseline ${s.layer}`);
       if (!c.ok) throw new Error(`baseline validation failed, not timing: ${c.report}`);
     }
-    const [ms, matmulMs, baselineMs] = await timeInterleaved(ctx, baseDispatch ? [[d], bestMatmul, [baseDispatch]] : [[d], bestMatmul], repeats, clock, cores);
-    const macs = conv.macs(shape);
+    const [ms, matmulMs, baselineMs] = await timeInterleaved(baseRec ? [rec, bestMatmul, baseRec] : [rec, bestMatmul], repeats, clock, cores);
+    const macs = convMacs(conv, shape);
     const gflops = (2 * macs) / ms / 1e6;
     const matmulGflops = (2 * N ** 3) / matmulMs / 1e6;
     const pct = (100 * gflops) / matmulGflops;
@@ -211,15 +231,14 @@ async function main(): Promise<void> {
       `  ${s.layer} (${cls} ${tileName(tile)}): ${ms.toFixed(1)} ms, ${gflops.toFixed(2)} GFLOP/s, ${pct.toFixed(0)}% of matmul (${matmulGflops.toFixed(2)} in the same rounds)` +
         (baselineMs ? `; baseline ${baselineMs.toFixed(1)} ms (${(baselineMs / ms).toFixed(2)}x)` : ''),
     );
-    d.destroy();
-    baseDispatch?.destroy();
+    baseRec?.destroy();
     base?.destroy();
+    rec.destroy();
     conv.destroy();
-    ctx.release(x);
-    ctx.release(y);
   }
 
-  for (const x of [a, b, c, ph]) ctx.release(x);
+  bestMatmul.destroy();
+  operands.destroy();
   const minPct = (xs: typeof rows) => (xs.length ? `${Math.min(...xs.map((r) => r.pct)).toFixed(0)}%` : '-');
   const totalMs = rows.reduce((s, r) => s + r.ms, 0);
   const totalMacs = rows.reduce((s, r) => s + r.macs, 0);

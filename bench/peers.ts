@@ -6,9 +6,10 @@
 //
 // Engines, per configuration:
 //   maskgpu, maskgpu-pruned  dense, and pruned 40 % (prune(ctx, file, {ratio: 0.4}), compact): the
-//                            backbone alone (ResNetFpn.plan into a BufferPool, one submit, wall time to
-//                            onSubmittedWorkDone, as bench/timing.ts) and the full model
-//                            (segment(image).timingsMs.total after the first, planning call);
+//                            backbone alone (ResNetFpn.recordBody + recordFpn into a Recorder, one
+//                            submit, wall time to onSubmittedWorkDone, as bench/timing.ts) and the full
+//                            model (segment(image).timingsMs.total after the first, planning call); both
+//                            with the tuned conv tiles when `npm run tune` cached them (useCachedConvTiling);
 //   torchvision              CPU, tools/bench_torchvision.py (system torch, threads = cores), the full
 //                            model and model.backbone alone;
 //   ort-*                    ONNX Runtime on the backbone (body + FPN, 5 outputs) exported by
@@ -32,20 +33,20 @@ import { createRequire } from 'node:module';
 import { availableParallelism, loadavg } from 'node:os';
 import { describeAdapter } from '../engine/device.ts';
 import { GpuContext } from '../engine/gpu.ts';
-import { type Dispatch, submitDispatches } from '../engine/kernels/dispatch.ts';
-import { normalizationTable, PreprocessInput, resizePlan, type ResizePlan } from '../engine/kernels/preprocess.ts';
+import { normalizationTable, recordPreprocess, resizePlan, type ResizePlan } from '../engine/kernels/preprocess.ts';
 import { ResNetFpn } from '../engine/maskrcnn/backbone.ts';
 import { loadMaskRCNN, type Detection } from '../engine/maskrcnn/model.ts';
-import { BufferPool } from '../engine/planner.ts';
+import { Recorder } from '../engine/recorder.ts';
 import { prune } from '../prune/index.ts';
 import { readImageFile, type RgbImage } from '../io/image.ts';
 import { parseScriptArgs } from '../io/args.ts';
+import { useCachedConvTiling } from '../io/tiles.ts';
 import { loadMaskRCNNWeights, maskrcnnParseOptions } from '../weights-loader/maskrcnn.ts';
 import { readSafetensorsFile } from '../weights-loader/node.ts';
 import { serializeSafetensors, type SafetensorsFile, type Tensor } from '../weights-loader/safetensors.ts';
 import { describeMatch, matchReference, sameDetections, type DetectionLike } from './match.ts';
 import { MAX_RELATIVE_ERROR, ORT_ENGINES, ORT_INSTALL, OUTPUT_NAMES, type OrtEngine, type OrtResult } from './peers-ort.ts';
-import { median, timeDispatches } from './timing.ts';
+import { median, submitList, timeDispatches } from './timing.ts';
 
 const REPO = new URL('..', import.meta.url).pathname;
 const CACHE = `${REPO}bench/.cache`;
@@ -134,32 +135,33 @@ interface BackboneRun {
 async function maskgpuBackbone(ctx: GpuContext, file: SafetensorsFile, image: RgbImage, resize: ResizePlan, repeats: number, warmup: number): Promise<BackboneRun> {
   const weights = loadMaskRCNNWeights(file);
   const [H, W] = [resize.paddedH, resize.paddedW];
-  const pool = new BufferPool(ctx);
   const backbone = new ResNetFpn(ctx, weights);
-  const table = ctx.upload('normalization', normalizationTable(weights.meta.imageMean, weights.meta.imageStd));
-  const input = pool.tensor('input', [3, H, W]);
-  const preprocess = new PreprocessInput(ctx, resize, { table, output: input.buffer });
-  const dispatches: Dispatch[] = [];
+  const rec = new Recorder(ctx, 'peers backbone');
   try {
+    const table = rec.input('normalization', normalizationTable(weights.meta.imageMean, weights.meta.imageStd), [3, 256]);
+    rec.stage('preprocess');
+    const { image: imageInput, output: input } = recordPreprocess(rec, resize, table);
     // The input stays acquired (never released to the pool), so the backbone cannot overwrite it.
-    const { levels } = backbone.plan(pool, { ...input, c: 3, h: H, w: W }, dispatches);
-    preprocess.write(image.data, image.data.length === image.width * image.height * 3 ? 3 : 4);
-    await ctx.checked('maskgpu preprocess', () => submitDispatches(ctx, preprocess.dispatches));
+    rec.stage('backbone');
+    const levels = backbone.recordFpn(rec, backbone.recordBody(rec, input));
+    const [preprocess, dispatches] = rec.stages(['preprocess', 'backbone']);
+    imageInput.write(image.data, image.data.length === image.width * image.height * 3 ? 3 : 4);
+    await ctx.checked('maskgpu preprocess', () => submitList(rec, preprocess));
     let samplesMs: number[] = [];
     if (repeats > 0) {
-      samplesMs = (await ctx.checked('maskgpu backbone', () => timeDispatches(ctx, dispatches, { warmup, repeats }))).samplesMs;
+      samplesMs = (await ctx.checked('maskgpu backbone', () => timeDispatches(rec, { dispatches, warmup, repeats }))).samplesMs;
     } else {
-      await ctx.checked('maskgpu backbone', () => submitDispatches(ctx, dispatches));
+      await ctx.checked('maskgpu backbone', () => submitList(rec, dispatches));
     }
     const read = async (buffer: GPUBuffer, shape: number[]): Promise<Tensor> => ({ dtype: 'F32', shape, data: await ctx.readF32(buffer, shape.reduce((a, b) => a * b, 1)) });
     return {
       input: await read(input.buffer, [1, 3, H, W]),
-      levels: await Promise.all(levels.map((l) => read(l.buffer, [1, l.c, l.h, l.w]))),
+      levels: await Promise.all(levels.map((l) => read(l.buffer, [1, ...l.shape]))),
       samplesMs,
     };
   } finally {
-    for (const d of [...dispatches, preprocess, backbone, pool]) d.destroy();
-    ctx.release(table);
+    rec.destroy();
+    backbone.destroy();
   }
 }
 
@@ -317,7 +319,8 @@ mkdirSync(`${CACHE}/peers`, { recursive: true });
 const load = () => loadavg().map((l) => l.toFixed(2)).join(' ');
 const loadBefore = load();
 const ctx = await GpuContext.create();
-console.log(`adapter: ${describeAdapter(ctx.report)}\n${threads} CPU threads; load average ${loadBefore}; engines ${engines.join(', ')}; budget ${budgetMs / 1e3} s per engine and configuration`);
+const tiles = useCachedConvTiling(ctx);
+console.log(`adapter: ${describeAdapter(ctx.report)}; conv tiles ${tiles ? `tuned (${tiles})` : 'built-in defaults'}\n${threads} CPU threads; load average ${loadBefore}; engines ${engines.join(', ')}; budget ${budgetMs / 1e3} s per engine and configuration`);
 const results = [];
 for (const name of configs) {
   const result = await runConfig(name, ctx);

@@ -26,6 +26,7 @@ import { decodeImage, type RgbImage } from '../io/image.ts';
 import { parseScriptArgs } from '../io/args.ts';
 import { sameDetections } from '../eval/match.ts';
 import { median } from './timing.ts';
+import { useCachedConvTiling } from '../io/tiles.ts';
 
 const { values: opt } = parseScriptArgs({
   command: 'npm run bench:prune --',
@@ -95,6 +96,7 @@ async function timeModel(ctx: GpuContext, file: SafetensorsFile, image: RgbImage
 }
 
 const ctx = await GpuContext.create();
+useCachedConvTiling(ctx); // the tuned conv tiles, as the CLI uses them
 const file = parseSafetensors(new Uint8Array(readFileSync(weightsPath)), maskrcnnParseOptions);
 let image = decodeImage(new Uint8Array(readFileSync(new URL('image_0.png', golden))), 'image_0.png');
 const size = opt.size;

@@ -21,6 +21,7 @@ import { BUNDLED_MODEL, BUNDLED_SAMPLES } from '../io/bundled.ts';
 import { sameDetections } from './match.ts';
 import { median } from './timing.ts';
 import { STAGES, TIMESTAMP_BYTES } from '../engine/maskrcnn/stages.ts';
+import { useCachedConvTiling } from '../io/tiles.ts';
 
 /** The model's resolved timestamps of its last run (a private field: this is a measurement hook). */
 async function lastTimestamps(ctx: GpuContext, model: MaskRCNN): Promise<BigUint64Array> {
@@ -48,8 +49,10 @@ const image = await readImageFile(opt.image);
 // Nanosecond timestamps (Dawn quantises them to 65.5 us by default); the same flags for both.
 const dawnFlags = ['disable-dawn-features=timestamp_quantization'];
 const withTs = await GpuContext.create({ dawnFlags });
+useCachedConvTiling(withTs); // the tuned conv tiles, as the CLI uses them
 if (!withTs.device.features.has('timestamp-query')) throw new Error('this adapter has no timestamp-query: there is no per-stage pass path to compare');
 const without = await GpuContext.create({ dawnFlags, disableFeatures: ['timestamp-query'] });
+useCachedConvTiling(without); // the tuned conv tiles, as the CLI uses them
 console.log(`adapter: ${describeAdapter(withTs.report)}; load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
 const models: Array<[string, MaskRCNN]> = [
   ['pass per stage + timestamps', await loadMaskRCNN(withTs, bytes)],

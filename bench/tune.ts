@@ -1,7 +1,8 @@
 // Conv tile tuner: for each conv class (engine/kernels/convTiling.ts) it times every candidate
 // tile on representative ResNet-50 shapes of an 800x1088 input, after validating each candidate
 // against the float64 reference, and caches the fastest per class for this adapter
-// (MASKGPU_CACHE_DIR or ~/.cache/maskgpu/tiles.json), where Conv2d finds it.
+// (io/tiles.ts: MASKGPU_CACHE_DIR or ~/.cache/maskgpu/tiles.json). The library never reads that file
+// on its own: the CLI and the benchmarks apply it with useCachedConvTiling(ctx) (ctx.setConvTiling).
 // Candidates are timed in interleaved rounds (every candidate once per round) and scored by their
 // best round, so a load spike from other processes hits all candidates alike. `--clock cpu` times
 // by the process's CPU time instead of wall time: on a CPU adapter (lavapipe runs the shaders on
@@ -13,12 +14,16 @@ import { writeFileSync } from 'node:fs';
 import { describeAdapter } from '../engine/device.ts';
 import { GpuContext } from '../engine/gpu.ts';
 import { Conv2d } from '../engine/kernels/conv2d.ts';
-import { CONV_CLASSES, convClass, DEFAULT_CONV_TILING, tileName, writeConvTilingCache, type ConvClass, type ConvTile, type ConvTiling } from '../engine/kernels/convTiling.ts';
-import { type Dispatch, submitDispatches } from '../engine/kernels/dispatch.ts';
+import { CONV_CLASSES, convClass, DEFAULT_CONV_TILING, tileName, type ConvClass, type ConvTile, type ConvTiling } from '../engine/kernels/convTiling.ts';
+import type { Dispatch } from '../engine/kernels/dispatch.ts';
+import type { Tensor } from '../engine/planner.ts';
+import { Recorder } from '../engine/recorder.ts';
+import { writeConvTilingCache } from '../io/tiles.ts';
 import { normal, rng } from '../tests/random.ts';
 import { conv2dRefAt } from '../tests/reference/conv2d.ts';
 import { compare, f32Accum } from '../tests/tolerance.ts';
 import { parseScriptArgs } from '../io/args.ts';
+import { submitList } from './timing.ts';
 
 export interface TuneShape {
   layer: string;
@@ -63,14 +68,25 @@ export function shapeClass(s: TuneShape): ConvClass {
   return convClass(s.cin, s.k, s.k, oh * ow);
 }
 
+/**
+ * MACs of `conv` on one input of `input`'s size, counted as prune/report.ts counts a conv layer:
+ * (times each weight is used = output pixels) x (weights = Cout x Cin x KH x KW).
+ */
+export function convMacs(conv: Conv2d, input: { batch: number; h: number; w: number }): number {
+  const o = conv.outputShape(input);
+  const { cout, cin, kernel } = conv.spec;
+  return o.batch * o.h * o.w * cout * cin * kernel[0] * kernel[1];
+}
+
 export type Clock = 'wall' | 'cpu';
 
-/** Milliseconds of one submit of `d` (CPU clock: process CPU time / cores, i.e. wall time if alone). */
-export async function sampleMs(ctx: GpuContext, d: Dispatch[], clock: Clock, cores: number): Promise<number> {
+/** Milliseconds of one submit of `d` (recorded into `rec`; CPU clock: process CPU time / cores, i.e. wall time if alone). */
+export async function sampleMs(rec: Recorder, d: readonly Dispatch[], clock: Clock, cores: number): Promise<number> {
+  const ctx = rec.ctx;
   await ctx.device.queue.onSubmittedWorkDone();
   const c0 = process.cpuUsage();
   const t0 = performance.now();
-  submitDispatches(ctx, d);
+  submitList(rec, d);
   await ctx.device.queue.onSubmittedWorkDone();
   if (clock === 'wall') return performance.now() - t0;
   const c = process.cpuUsage(c0);
@@ -79,23 +95,23 @@ export async function sampleMs(ctx: GpuContext, d: Dispatch[], clock: Clock, cor
 
 interface Prepared {
   conv: Conv2d;
-  dispatch: Dispatch;
-  buffers: GPUBuffer[];
+  /** Holds the conv's one dispatch and its output. */
+  rec: Recorder;
 }
 
 /** A conv of shape `s` with `tile`, validated on 64 sampled outputs before it may be timed. */
-async function prepare(ctx: GpuContext, s: TuneShape, tile: ConvTile, data: { input: Float32Array; weight: Float32Array; bias: Float32Array }, x: GPUBuffer): Promise<Prepared> {
+async function prepare(ctx: GpuContext, s: TuneShape, tile: ConvTile, data: { input: Float32Array; weight: Float32Array; bias: Float32Array }, x: Tensor): Promise<Prepared> {
   const pad = (s.k - 1) >> 1;
   const conv = new Conv2d(ctx, { cin: s.cin, cout: s.cout, kernel: [s.k, s.k], stride: [s.stride, s.stride], padding: [pad, pad], relu: true, tile }, data.weight, data.bias, s.layer);
   const shape = { batch: 1, h: s.h, w: s.w };
   const out = conv.outputShape(shape);
   const count = s.cout * out.h * out.w;
-  const y = ctx.createBuffer('y', count * 4);
-  const dispatch = conv.plan(shape, { input: x, output: y });
-  submitDispatches(ctx, [dispatch]);
+  const rec = new Recorder(ctx, `tune ${s.layer} ${tileName(tile)}`);
+  const y = conv.record(rec, x, { output: rec.output('y', [s.cout, out.h, out.w]) });
+  rec.submit();
   const r = rng(7);
   const idx = [0, count - 1, ...Array.from({ length: 62 }, () => Math.floor(r() * count))];
-  const got = await ctx.readF32(y, count);
+  const got = await ctx.readF32(y.buffer, count);
   const args = { batch: 1, cin: s.cin, h: s.h, w: s.w, cout: s.cout, kh: s.k, kw: s.k, stride: [s.stride, s.stride] as [number, number], padding: [pad, pad] as [number, number], relu: true };
   const want = idx.map((i) => {
     const o = Math.floor(i / (out.h * out.w));
@@ -103,8 +119,12 @@ async function prepare(ctx: GpuContext, s: TuneShape, tile: ConvTile, data: { in
     return conv2dRefAt(args, data.input, data.weight, data.bias, undefined, 0, o, Math.floor(rem / out.w), rem % out.w);
   });
   const check = compare(idx.map((i) => got[i]), want, f32Accum, `${s.layer} tile ${JSON.stringify(tile)}`);
-  if (!check.ok) throw new Error(`validation failed, not timing: ${check.report}`);
-  return { conv, dispatch, buffers: [y] };
+  if (!check.ok) {
+    rec.destroy();
+    conv.destroy();
+    throw new Error(`validation failed, not timing: ${check.report}`);
+  }
+  return { conv, rec };
 }
 
 export interface TuneResult {
@@ -130,21 +150,21 @@ export async function tuneConvTiling(
     for (const [si, s] of members.entries()) {
       const fanIn = s.cin * s.k * s.k;
       const data = { input: normal(12, s.cin * s.h * s.w), weight: normal(10, s.cout * fanIn, Math.sqrt(2 / fanIn)), bias: normal(11, s.cout, 0.1) };
-      const x = ctx.upload('x', data.input);
+      const inputs = new Recorder(ctx, 'tune inputs');
+      const x = inputs.input('x', data.input, [s.cin, s.h, s.w]);
       const prepared: Prepared[] = [];
       for (const tile of tiles) prepared.push(await prepare(ctx, s, tile, data, x));
-      flops[si] = 2 * prepared[0].conv.macs({ batch: 1, h: s.h, w: s.w });
-      for (const p of prepared) await sampleMs(ctx, [p.dispatch], clock, cores); // warm-up
+      flops[si] = 2 * convMacs(prepared[0].conv, { batch: 1, h: s.h, w: s.w });
+      for (const p of prepared) await sampleMs(p.rec, p.rec.dispatches, clock, cores); // warm-up
       for (let r = 0; r < rounds; r++) {
-        for (const [ti, p] of prepared.entries()) best[si][ti] = Math.min(best[si][ti], await sampleMs(ctx, [p.dispatch], clock, cores));
+        for (const [ti, p] of prepared.entries()) best[si][ti] = Math.min(best[si][ti], await sampleMs(p.rec, p.rec.dispatches, clock, cores));
       }
       log(`  ${cls} | ${s.layer}: ${tiles.map((t, ti) => `${tileName(t)} ${((flops[si] / best[si][ti]) * 1e-6).toFixed(1)}`).join(', ')} GFLOP/s`);
       for (const p of prepared) {
-        p.dispatch.destroy();
+        p.rec.destroy();
         p.conv.destroy();
-        for (const b of p.buffers) ctx.release(b);
       }
-      ctx.release(x);
+      inputs.destroy();
     }
     const totalFlops = flops.reduce((a, b) => a + b, 0);
     const rows = tiles.map((tile, ti) => {

@@ -15,6 +15,7 @@ import { readSafetensorsFile, writeFileAtomic } from '../weights-loader/node.ts'
 import { parseCommandLine } from '../io/args.ts';
 import { BUNDLED_MODEL } from '../io/bundled.ts';
 import { DEFAULT_SPLIT, loadSplit, parsePredictions, predictSplit, toResults } from '../io/split.ts';
+import { useCachedConvTiling } from '../io/tiles.ts';
 
 interface EvalArgs {
   weights: string;
@@ -78,6 +79,7 @@ export async function evalCommand(argv: string[]): Promise<number> {
   } else {
     const file = await readSafetensorsFile(args.weights, maskrcnnParseOptions);
     const ctx = await GpuContext.create();
+    useCachedConvTiling(ctx);
     const model = await loadMaskRCNN(ctx, file, args.options);
     const t0 = performance.now();
     try {

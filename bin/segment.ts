@@ -17,6 +17,7 @@ import { parseCommandLine, UsageError } from '../io/args.ts';
 import { BUNDLED_MODEL } from '../io/bundled.ts';
 import { MAX_MEGAPIXELS, readImageFile } from '../io/image.ts';
 import { segmentOutputStems, writeSegmentation } from '../io/outputs.ts';
+import { useCachedConvTiling } from '../io/tiles.ts';
 
 export const SEGMENT_USAGE = `usage: maskgpu segment IMAGE... [options]
 
@@ -84,6 +85,7 @@ export async function segmentCommand(argv: string[]): Promise<number> {
   }
   const file = await readSafetensorsFile(weightsPath, maskrcnnParseOptions);
   const ctx = await GpuContext.create();
+  useCachedConvTiling(ctx); // `npm run tune`'s table for this adapter, if it ran here
   const model = await loadMaskRCNN(ctx, file, args.options);
   if (args.verbose) console.log(`adapter: ${describeAdapter(ctx.report)}\nweights: ${weightsPath} (${model.classes.length} classes)`);
   await mkdir(args.out, { recursive: true });
@@ -98,14 +100,14 @@ export async function segmentCommand(argv: string[]): Promise<number> {
       const t = result.timingsMs;
       console.log(`${path}: ${result.detections.length} detections in ${t.total.toFixed(0)} ms -> ${stem}.json, ${stem}.png`);
       if (args.verbose) {
-        const plan = model.planFor(image.height, image.width);
+        const plan = await model.prepare(image.height, image.width);
         const m = ctx.memory;
         console.log(
           `  input ${image.width}x${image.height} -> resized ${plan.resize.outW}x${plan.resize.outH}, padded ${plan.resize.paddedW}x${plan.resize.paddedH}\n` +
             `  timings (ms): plan ${t.plan.toFixed(1)}, gpu ${t.gpu.toFixed(1)}, masks ${t.masks.toFixed(1)}\n` +
             `  stages (ms, ${result.stagesSource ?? 'not measured'}): ${stageLine(result.stagesMs)}\n` +
             `  GPU memory: peak ${(m.peakBytes / 2 ** 20).toFixed(1)} MiB, live ${(m.bytes / 2 ** 20).toFixed(1)} MiB in ${m.buffers} buffers ` +
-            `(plan pool ${(plan.pool.stats.bytes / 2 ** 20).toFixed(1)} MiB in ${plan.pool.stats.buffers} buffers)`,
+            `(plan pool ${(plan.pool.bytes / 2 ** 20).toFixed(1)} MiB in ${plan.pool.buffers} buffers)`,
         );
       }
     } catch (e) {

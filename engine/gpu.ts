@@ -1,9 +1,14 @@
 // The engine's handle on a GPUDevice: tracked buffer allocation (live count and bytes, so leaks
 // are measurable), a pipeline cache keyed by the shader and its specialised constants, bind groups
 // built by binding *name* from the WGSL declarations, uploads/read-backs, and error scopes that
-// turn validation and out-of-memory errors into exceptions.
+// turn validation and out-of-memory errors into exceptions. It also holds the per-device choices
+// kernels read at plan time: the conv tile table (defaults, or a tuned table the application
+// passes in: the library never reads a file on its own) and one empty buffer bound wherever a
+// shader declares an optional binding the call does not use.
 
 import { acquireDevice, OPTIONAL_FEATURES, REQUESTED_LIMITS, type AcquireOptions, type AdapterReport } from './device.ts';
+import { fnv1a } from './hash.ts';
+import { checkConvTile, CONV_CLASSES, DEFAULT_CONV_TILING, type ConvClass, type ConvTile, type ConvTiling } from './kernels/convTiling.ts';
 import { parseBindings, parseUniformStruct, packUniforms, specialize, type BindingDecl, type ConstValue, type UniformLayout } from './wgsl.ts';
 
 export class GpuError extends Error {
@@ -40,6 +45,9 @@ export class GpuContext {
   private peak = 0;
   private liveBytes = 0;
   private lostInfo: GPUDeviceLostInfo | undefined;
+  private tiling: Record<ConvClass, ConvTile> = { ...DEFAULT_CONV_TILING };
+  /** A 16-byte buffer bound for optional bindings a dispatch does not use (no residual, no count, ...). */
+  readonly unusedBinding: GPUBuffer;
 
   constructor(
     readonly device: GPUDevice,
@@ -48,6 +56,27 @@ export class GpuContext {
     device.lost.then((info) => {
       this.lostInfo = info;
     });
+    this.unusedBinding = this.createBuffer('unused binding', 16);
+  }
+
+  /** The conv tile per conv class that plans built from now on use (engine/kernels/convTiling.ts). */
+  get convTiling(): Readonly<Record<ConvClass, ConvTile>> {
+    return this.tiling;
+  }
+
+  /**
+   * Uses `table` (e.g. what `npm run tune` measured for this adapter; in Node io/tiles.ts reads
+   * the cache file) over the defaults for the classes it names; undefined returns to the defaults.
+   * Plans already built keep their tiles.
+   */
+  setConvTiling(table: ConvTiling | undefined): void {
+    if (table) {
+      for (const [cls, tile] of Object.entries(table)) {
+        if (!(CONV_CLASSES as readonly string[]).includes(cls)) throw new Error(`unknown conv class '${cls}' (known: ${CONV_CLASSES.join(', ')})`);
+        checkConvTile(tile as ConvTile, this.device.limits.maxComputeInvocationsPerWorkgroup);
+      }
+    }
+    this.tiling = { ...DEFAULT_CONV_TILING, ...(table ?? {}) };
   }
 
   static async create(options: AcquireOptions = {}): Promise<GpuContext> {
@@ -181,7 +210,7 @@ export class GpuContext {
       .sort()
       .map((k) => `${k}=${consts[k]}`)
       .join(',');
-    const key = `${spec.label}|${spec.entryPoint ?? 'main'}|${constKey}|${hashString(spec.source)}`;
+    const key = `${spec.label}|${spec.entryPoint ?? 'main'}|${constKey}|${fnv1a(spec.source)}:${spec.source.length}`;
     const cached = this.kernels.get(key);
     if (cached) return cached;
 
@@ -284,16 +313,6 @@ function workgroupSize(code: string): [number, number, number] {
     return Number(c[1]);
   });
   return [parts[0] ?? 1, parts[1] ?? 1, parts[2] ?? 1];
-}
-
-/** FNV-1a, enough to tell shader sources apart in the pipeline cache. */
-function hashString(s: string): string {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return (h >>> 0).toString(16) + ':' + s.length;
 }
 
 /** Splits a 1-D count of workgroups into (x, y) under the per-dimension limit. */

@@ -15,6 +15,19 @@ export interface Tensor {
 
 export const numel = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
 
+/** Batch, channels, height and width of an image-like tensor [C, H, W] or [N, C, H, W]. */
+export function nchw(t: Tensor): { batch: number; c: number; h: number; w: number } {
+  const s = t.shape;
+  if (s.length === 3) return { batch: 1, c: s[0], h: s[1], w: s[2] };
+  if (s.length === 4) return { batch: s[0], c: s[1], h: s[2], w: s[3] };
+  throw new Error(`${t.label}: expected a [C, H, W] or [N, C, H, W] tensor, got shape [${s.join(', ')}]`);
+}
+
+/** `shape` [C, H, W] or [N, C, H, W] like `like`'s rank. */
+export function sameRank(like: Tensor, batch: number, c: number, h: number, w: number): number[] {
+  return like.shape.length === 3 ? [c, h, w] : [batch, c, h, w];
+}
+
 export class BufferPool {
   private readonly free: GPUBuffer[] = [];
   private readonly owned = new Set<GPUBuffer>();

@@ -25,6 +25,7 @@ import { parseScriptArgs } from '../io/args.ts';
 import { maskrcnnParseOptions } from '../weights-loader/maskrcnn.ts';
 import { readSafetensorsFile, writeFileAtomic } from '../weights-loader/node.ts';
 import { renderChart, renderMarkdown } from './report.ts';
+import { useCachedConvTiling } from '../io/tiles.ts';
 
 export interface Curve {
   name: string;
@@ -169,6 +170,7 @@ async function main(): Promise<void> {
   const latencyImage = 'models/samples/shapes_2.png';
   const image = await readImageFile(latencyImage);
   const ctx = await GpuContext.create();
+  useCachedConvTiling(ctx); // the tuned conv tiles, as the CLI uses them
   const jsonPath = join(args.out, 'pruning.json');
   await mkdir(args.out, { recursive: true });
 
@@ -265,6 +267,7 @@ async function remeasureLatency(args: Args): Promise<void> {
   const file = await readSafetensorsFile(BUNDLED_MODEL, maskrcnnParseOptions);
   const image = await readImageFile(r.latencyImage);
   const ctx = await GpuContext.create();
+  useCachedConvTiling(ctx); // the tuned conv tiles, as the CLI uses them
   const dense = await loadMaskRCNN(ctx, file);
   const [t] = await sideBySide(dense, dense, image, args.repeats);
   r.dense.latencyMs = r.dense.denseLatencyMs = t;

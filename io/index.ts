@@ -1,6 +1,6 @@
 // io/: maskgpu's Node-only library (node:fs, node:path, node:util, pngjs, jpeg-js), the entry for
 // Node code that is not the engine itself: the CLI (bin/), the tests, benchmarks and experiments
-// import it. The browser bundle (engine/index.ts -> dist/maskgpu.js) must never import io/.
+// import it. The browser bundle (index.ts -> dist/maskgpu.js) must never import io/.
 //
 //   image.ts     PNG/JPEG files <-> RGB pixels (decodeImage, readImageFile, encodePng)
 //   font.ts      the built-in bitmap font of the overlays
@@ -9,6 +9,7 @@
 //   split.ts     COCO-format splits on disk (loadSplit, predictSplit) and COCO results files
 //   bundled.ts   where the bundled model, samples and dataset are (BUNDLED_MODEL, ...)
 //   args.ts      the one command-line parser (parseCommandLine, parseScriptArgs)
+//   tiles.ts     the conv tile tuner's cache file, applied to a context only when asked (useCachedConvTiling)
 
 export * from './image.ts';
 export * from './font.ts';
@@ -17,3 +18,4 @@ export * from './outputs.ts';
 export * from './split.ts';
 export * from './bundled.ts';
 export * from './args.ts';
+export * from './tiles.ts';

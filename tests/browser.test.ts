@@ -39,18 +39,20 @@ test('the bundle runs a 3x3 stride-2 conv with residual + ReLU in headless Chrom
     const result = await tab.evaluate(
       async (args) => {
         const url: string = '/maskgpu.js'; // resolved by the page, not by Node
-        const m = (await import(url)) as typeof import('../engine/index.ts');
+        const m = (await import(url)) as typeof import('../index.ts');
         const ctx = await m.GpuContext.create();
         const conv = new m.Conv2d(ctx, { cin: args.cin, cout: args.cout, kernel: [3, 3], stride: [2, 2], padding: [1, 1], relu: true, residual: true }, new Float32Array(args.w), new Float32Array(args.b));
         const shape = { batch: 1, h: args.h, w: args.w_ };
         const o = conv.outputShape(shape);
-        const input = ctx.upload('x', new Float32Array(args.x));
-        const residual = ctx.upload('r', new Float32Array(args.res));
-        const output = ctx.createBuffer('y', args.cout * o.h * o.w * 4);
+        const rec = new m.Recorder(ctx, 'browser conv');
+        const input = rec.input('x', new Float32Array(args.x), [args.cin, args.h, args.w_]);
+        const residual = rec.input('r', new Float32Array(args.res), [args.cout, o.h, o.w]);
         const values = await ctx.checked('browser conv', async () => {
-          m.submitDispatches(ctx, [conv.plan(shape, { input, output, residual })]);
-          return Array.from(await ctx.readF32(output, args.cout * o.h * o.w));
+          const output = conv.record(rec, input, { residual });
+          rec.submit();
+          return Array.from(await ctx.readF32(output.buffer, args.cout * o.h * o.w));
         });
+        rec.destroy();
         const report = ctx.report;
         ctx.destroy();
         return { values, oh: o.h, ow: o.w, adapter: m.describeAdapter(report) };
@@ -83,7 +85,7 @@ test('Mask R-CNN (golden model) segments an image in Chromium like torchvision',
     const result = await tab.evaluate(
       async (args) => {
         const url: string = '/maskgpu.js';
-        const m = (await import(url)) as typeof import('../engine/index.ts');
+        const m = (await import(url)) as typeof import('../index.ts');
         const progress: number[] = [];
         const file = await m.fetchSafetensors('/model.safetensors', { ...m.maskrcnnParseOptions, onProgress: (loaded) => progress.push(loaded) });
         const model = await m.loadMaskRCNN(undefined, file);

@@ -8,25 +8,16 @@ import { join } from 'node:path';
 import * as assert from 'uvu/assert';
 import { floatToHalf, halfToFloat } from '../weights-loader/float16.ts';
 import { Conv2d, type Conv2dSpec } from '../engine/kernels/conv2d.ts';
-import {
-  convClass,
-  convTilingCacheFile,
-  DEFAULT_CONV_TILING,
-  getConvTiling,
-  readConvTilingCache,
-  setConvTiling,
-  tileName,
-  writeConvTilingCache,
-  type ConvTiling,
-} from '../engine/kernels/convTiling.ts';
+import { convClass, DEFAULT_CONV_TILING, tileName, type ConvTiling } from '../engine/kernels/convTiling.ts';
 import { ConvTranspose2d } from '../engine/kernels/convTranspose2d.ts';
-import { submitDispatches } from '../engine/kernels/dispatch.ts';
 import { Linear } from '../engine/kernels/linear.ts';
-import { planMatmul } from '../engine/kernels/matmul.ts';
-import { planMaxPool2d, maxPoolOutputShape } from '../engine/kernels/maxpool2d.ts';
-import { planSigmoid } from '../engine/kernels/sigmoid.ts';
-import { planUpsampleNearestAdd } from '../engine/kernels/upsampleNearestAdd.ts';
+import { recordMatmul } from '../engine/kernels/matmul.ts';
+import { recordMaxPool2d, maxPoolOutputShape } from '../engine/kernels/maxpool2d.ts';
+import { recordSigmoid } from '../engine/kernels/sigmoid.ts';
+import { recordUpsampleNearestAdd } from '../engine/kernels/upsampleNearestAdd.ts';
 import type { GpuContext } from '../engine/gpu.ts';
+import { Recorder } from '../engine/recorder.ts';
+import { convTilingCacheFile, readConvTilingCache, useCachedConvTiling, writeConvTilingCache } from '../io/tiles.ts';
 import { gpuSuite } from './harness.ts';
 import { normal, uniform } from './random.ts';
 import { conv2dRef, convTranspose2dRef } from './reference/conv2d.ts';
@@ -72,11 +63,21 @@ async function runConvCase(ctx: GpuContext, c: ConvCase, seed: number, tile?: Co
   const outShape = conv.outputShape({ batch: c.batch, h: c.h, w: c.w });
   const outCount = c.batch * c.cout * outShape.h * outShape.w;
   const res = c.residual ? normal(seed + 3, outCount) : undefined;
-  const input = ctx.upload('x', x);
-  const output = ctx.createBuffer('y', outCount * 4);
-  const residual = res ? ctx.upload('res', res) : undefined;
-  submitDispatches(ctx, [conv.plan({ batch: c.batch, h: c.h, w: c.w }, { input, output, residual })]);
-  const got = await ctx.readF32(output, outCount);
+  const rec = new Recorder(ctx, 'conv-test');
+  let got: Float32Array;
+  try {
+    // Batch 1 as [C, H, W], larger batches as [N, C, H, W]: both ranks are recorded.
+    const shape = (ch: number, h: number, w: number) => (c.batch === 1 ? [ch, h, w] : [c.batch, ch, h, w]);
+    const input = rec.input('x', x, shape(c.cin, c.h, c.w));
+    const residual = res ? rec.input('res', res, shape(c.cout, outShape.h, outShape.w)) : undefined;
+    const output = conv.record(rec, input, { residual });
+    assert.equal(output.shape, shape(c.cout, outShape.h, outShape.w), 'output shape');
+    rec.submit();
+    got = await ctx.readF32(output.buffer, outCount);
+  } finally {
+    rec.destroy();
+    conv.destroy();
+  }
   const want = conv2dRef(
     { batch: c.batch, cin: c.cin, h: c.h, w: c.w, cout: c.cout, kh: c.k[0], kw: c.k[1], stride: c.stride, padding: c.padding, dilation: c.dilation, relu: c.relu },
     x,
@@ -108,23 +109,37 @@ conv.test('a GPU-side batch limit computes only the live batch entries', async (
   const b = uniform(952, c.cout);
   const op = new Conv2d(ctx, { cin: c.cin, cout: c.cout, kernel: [3, 3], padding: [1, 1], relu: true }, w, b, 'conv-batch-limit');
   const per = c.cout * c.h * c.w;
-  const output = ctx.upload('y', new Float32Array(c.batch * per).fill(-7)); // sentinel
-  submitDispatches(ctx, [op.plan(c, { input: ctx.upload('x', x), output, batchLimit: ctx.upload('limit', new Uint32Array([2])) })]);
-  const got = await ctx.readF32(output, c.batch * per);
+  const rec = new Recorder(ctx, 'conv-batch-limit');
+  let got: Float32Array;
+  try {
+    const output = rec.input('y', new Float32Array(c.batch * per).fill(-7), [c.batch, c.cout, c.h, c.w]); // sentinel
+    const input = rec.input('x', x, [c.batch, c.cin, c.h, c.w]);
+    op.record(rec, input, { output, batchLimit: rec.input('limit', new Uint32Array([2])) });
+    rec.submit();
+    got = await ctx.readF32(output.buffer, c.batch * per);
+  } finally {
+    rec.destroy();
+    op.destroy();
+  }
   const want = conv2dRef({ ...c, kh: 3, kw: 3, padding: [1, 1], relu: true }, x, w, b).data;
   assertClose(got.subarray(0, 2 * per), want.subarray(0, 2 * per), f32Accum, 'live entries');
   if (!got.subarray(2 * per).every((v) => v === -7)) throw new Error('entries past the limit were written');
 });
 conv.test('rejects a residual buffer the spec does not declare', async (ctx) => {
   const conv = new Conv2d(ctx, { cin: 1, cout: 1, kernel: [1, 1] }, new Float32Array(1));
-  const buf = ctx.createBuffer('b', 64);
+  const rec = new Recorder(ctx, 'residual-misuse');
   let message = '';
   try {
-    conv.plan({ batch: 1, h: 2, w: 2 }, { input: buf, output: buf, residual: buf });
+    const x = rec.input('x', new Float32Array(4), [1, 2, 2]);
+    const residual = rec.input('res', new Float32Array(4), [1, 2, 2]);
+    conv.record(rec, x, { residual });
   } catch (e) {
     message = (e as Error).message;
+  } finally {
+    rec.destroy();
+    conv.destroy();
   }
-  if (!/residual/.test(message)) throw new Error(`expected a residual error, got '${message}'`);
+  if (!/residual given but the conv has no residual/.test(message)) throw new Error(`expected a residual error, got '${message}'`);
 });
 conv.run();
 
@@ -140,10 +155,16 @@ for (const [i, c] of [
     const b = uniform(320 + i, c.cout, -0.5, 0.5);
     const op = new ConvTranspose2d(ctx, c, w, b, 'deconv-test');
     const outCount = c.batch * c.cout * c.h * c.scale * c.w * c.scale;
-    const input = ctx.upload('x', x);
-    const output = ctx.createBuffer('y', outCount * 4);
-    submitDispatches(ctx, [op.plan(c, { input, output })]);
-    assertClose(await ctx.readF32(output, outCount), convTranspose2dRef(c, x, w, b), f32Accum, 'convTranspose2d');
+    const rec = new Recorder(ctx, 'deconv-test');
+    try {
+      const output = op.record(rec, rec.input('x', x, [c.batch, c.cin, c.h, c.w]));
+      assert.equal(output.shape, [c.batch, c.cout, c.h * c.scale, c.w * c.scale], 'output shape');
+      rec.submit();
+      assertClose(await ctx.readF32(output.buffer, outCount), convTranspose2dRef(c, x, w, b), f32Accum, 'convTranspose2d');
+    } finally {
+      rec.destroy();
+      op.destroy();
+    }
   });
 }
 transposed.run();
@@ -158,11 +179,16 @@ for (const [i, c] of [
   pool.test(`k${c.kernel} s${c.stride} p${c.padding} on ${c.planes}x${c.h}x${c.w}`, async (ctx) => {
     const x = normal(400 + i, c.planes * c.h * c.w);
     const out = maxPoolOutputShape(c, { batch: 1, h: c.h, w: c.w });
-    const input = ctx.upload('x', x);
-    const output = ctx.createBuffer('y', c.planes * out.h * out.w * 4);
-    submitDispatches(ctx, [planMaxPool2d(ctx, c, { batch: 1, channels: c.planes, h: c.h, w: c.w }, { input, output })]);
-    const want = maxPool2dRef(c, x);
-    assertClose(await ctx.readF32(output, want.data.length), want.data, exact, 'maxpool2d');
+    const rec = new Recorder(ctx, 'maxpool-test');
+    try {
+      const output = recordMaxPool2d(rec, c, rec.input('x', x, [c.planes, c.h, c.w]));
+      assert.equal(output.shape, [c.planes, out.h, out.w], 'output shape');
+      rec.submit();
+      const want = maxPool2dRef(c, x);
+      assertClose(await ctx.readF32(output.buffer, want.data.length), want.data, exact, 'maxpool2d');
+    } finally {
+      rec.destroy();
+    }
   });
 }
 pool.run();
@@ -177,13 +203,17 @@ for (const [i, c] of [
   upsample.test(`${c.topH}x${c.topW} -> ${c.h}x${c.w}, ${c.planes} planes`, async (ctx) => {
     const lat = normal(500 + i, c.planes * c.h * c.w);
     const top = normal(510 + i, c.planes * c.topH * c.topW);
-    const lateral = ctx.upload('lat', lat);
-    const topBuf = ctx.upload('top', top);
-    const output = ctx.createBuffer('out', lat.byteLength);
-    submitDispatches(ctx, [planUpsampleNearestAdd(ctx, c, { lateral, top: topBuf, output })]);
-    // One float32 add on both sides: the reference's float64 sum rounds to the same float32.
-    const want = upsampleNearestAddRef(c, lat, top).map(Math.fround);
-    assertClose(await ctx.readF32(output, lat.length), want, exact, 'upsampleNearestAdd');
+    const rec = new Recorder(ctx, 'upsample-test');
+    try {
+      const lateral = rec.input('lat', lat, [c.planes, c.h, c.w]);
+      const output = recordUpsampleNearestAdd(rec, lateral, rec.input('top', top, [c.planes, c.topH, c.topW]));
+      rec.submit();
+      // One float32 add on both sides: the reference's float64 sum rounds to the same float32.
+      const want = upsampleNearestAddRef(c, lat, top).map(Math.fround);
+      assertClose(await ctx.readF32(output.buffer, lat.length), want, exact, 'upsampleNearestAdd');
+    } finally {
+      rec.destroy();
+    }
   });
 }
 upsample.run();
@@ -199,20 +229,31 @@ for (const [i, c] of [
     const w = normal(610 + i, c.outF * c.inF, Math.sqrt(1 / c.inF));
     const b = uniform(620 + i, c.outF, -0.5, 0.5);
     const lin = new Linear(ctx, c.inF, c.outF, w, b, c.relu, 'linear-test');
-    const input = ctx.upload('x', x);
-    const output = ctx.createBuffer('y', c.rows * c.outF * 4);
-    submitDispatches(ctx, [lin.plan(c.rows, { input, output })]);
-    assertClose(await ctx.readF32(output, c.rows * c.outF), linearRef(c.rows, c.inF, c.outF, x, w, b, c.relu), f32Accum, 'linear');
+    const rec = new Recorder(ctx, 'linear-test');
+    try {
+      const output = lin.record(rec, rec.input('x', x, [c.rows, c.inF]));
+      assert.equal(output.shape, [c.rows, c.outF], 'output shape');
+      rec.submit();
+      assertClose(await ctx.readF32(output.buffer, c.rows * c.outF), linearRef(c.rows, c.inF, c.outF, x, w, b, c.relu), f32Accum, 'linear');
+    } finally {
+      rec.destroy();
+      lin.destroy();
+    }
   });
 }
 dense.test('matmul 67x45x29 (no dimension a tile multiple)', async (ctx) => {
   const [m, n, k] = [67, 45, 29];
   const a = normal(700, m * k);
   const b = normal(701, k * n);
-  const placeholder = ctx.createBuffer('none', 16);
-  const c = ctx.createBuffer('c', m * n * 4);
-  submitDispatches(ctx, [planMatmul(ctx, {}, { m, n, k }, { a: ctx.upload('a', a), b: ctx.upload('b', b), c }, placeholder)]);
-  assertClose(await ctx.readF32(c, m * n), matmulRef(m, n, k, a, b), f32Accum, 'matmul');
+  const rec = new Recorder(ctx, 'matmul-test');
+  try {
+    const c = recordMatmul(rec, {}, { m, n, k }, { a: rec.input('a', a, [m, k]), b: rec.input('b', b, [k, n]) }, 'matmul-test');
+    assert.equal(c.shape, [m, n], 'output shape');
+    rec.submit();
+    assertClose(await ctx.readF32(c.buffer, m * n), matmulRef(m, n, k, a, b), f32Accum, 'matmul');
+  } finally {
+    rec.destroy();
+  }
 });
 dense.run();
 
@@ -222,10 +263,15 @@ sig.test('sigmoid over 1000 values incl. +-90 and 0', async (ctx) => {
   x[0] = 90;
   x[1] = -90;
   x[2] = 0;
-  const input = ctx.upload('x', x);
-  const output = ctx.createBuffer('y', x.byteLength);
-  submitDispatches(ctx, [planSigmoid(ctx, x.length, { input, output })]);
-  const got = await ctx.readF32(output, x.length);
+  const rec = new Recorder(ctx, 'sigmoid-test');
+  let got: Float32Array;
+  try {
+    const output = recordSigmoid(rec, rec.input('x', x));
+    rec.submit();
+    got = await ctx.readF32(output.buffer, x.length);
+  } finally {
+    rec.destroy();
+  }
   assertClose(got, sigmoidRef(x), strict, 'sigmoid');
   if (Number.isNaN(got[0]) || Number.isNaN(got[1])) throw new Error('sigmoid overflowed to NaN');
 });
@@ -257,9 +303,15 @@ async function convOnce(ctx: GpuContext, spec: Conv2dSpec, x: Float32Array, w: F
   const conv = new Conv2d(ctx, spec, w, b, 'conv-once');
   const o = conv.outputShape(shape);
   const count = shape.batch * spec.cout * o.h * o.w;
-  const output = ctx.createBuffer('y', count * 4);
-  submitDispatches(ctx, [conv.plan(shape, { input: ctx.upload('x', x), output })]);
-  return ctx.readF32(output, count);
+  const rec = new Recorder(ctx, 'conv-once');
+  try {
+    const output = conv.record(rec, rec.input('x', x, [shape.batch, spec.cin, shape.h, shape.w]));
+    rec.submit();
+    return await ctx.readF32(output.buffer, count);
+  } finally {
+    rec.destroy();
+    conv.destroy();
+  }
 }
 
 convVec.test('tiles give bit-identical results (each output sums its K terms in the same order)', async (ctx) => {
@@ -278,54 +330,58 @@ convVec.test('tiles give bit-identical results (each output sums its K terms in 
   }
 });
 
-convVec.test('conv classes, tile checks and setConvTiling', (ctx) => {
+convVec.test('conv classes, tile checks and ctx.setConvTiling', (ctx) => {
   assert.is(convClass(256, 3, 3, 10 * 16), 'tiny');
   assert.is(convClass(3, 7, 7, 200 * 272), 'stem');
   assert.is(convClass(256, 1, 1, 100 * 136), 'pointwise-large');
   assert.is(convClass(256, 1, 1, 25 * 34), 'pointwise-small');
   assert.is(convClass(64, 3, 3, 200 * 272), 'spatial-large');
   assert.is(convClass(512, 3, 3, 50 * 68), 'spatial-small');
-  assert.throws(() => setConvTiling({ stem: { tm: 3, tn: 4, wgX: 8, wgY: 1 } }), /tm must be 1, 2 or a multiple of 4/);
-  assert.throws(() => setConvTiling({ bogus: DEFAULT_CONV_TILING.stem } as ConvTiling), /unknown conv class 'bogus'/);
+  assert.throws(() => ctx.setConvTiling({ stem: { tm: 3, tn: 4, wgX: 8, wgY: 1 } }), /tm must be 1, 2 or a multiple of 4/);
+  assert.throws(() => ctx.setConvTiling({ bogus: DEFAULT_CONV_TILING.stem } as ConvTiling), /unknown conv class 'bogus'/);
   const tile = { tm: 4, tn: 4, wgX: 16, wgY: 1 };
   const conv = new Conv2d(ctx, { cin: 8, cout: 4, kernel: [3, 3], padding: [1, 1] }, new Float32Array(4 * 8 * 9), undefined, 'tiling');
   try {
-    setConvTiling({ 'spatial-small': tile });
+    ctx.setConvTiling({ 'spatial-small': tile });
     assert.equal(conv.tileFor({ batch: 1, h: 40, w: 40 }), tile);
     assert.equal(conv.tileFor({ batch: 1, h: 100, w: 100 }), DEFAULT_CONV_TILING['spatial-large']);
     assert.equal(conv.tileFor({ batch: 1, h: 10, w: 10 }), DEFAULT_CONV_TILING.tiny);
   } finally {
-    setConvTiling(undefined);
+    ctx.setConvTiling(undefined);
+    conv.destroy();
   }
+  assert.equal(ctx.convTiling, DEFAULT_CONV_TILING, 'undefined returns to the defaults');
 });
 
 convVec.test('the tile cache: per adapter, under MASKGPU_CACHE_DIR, ignored when malformed', (ctx) => {
   const dir = mkdtempSync(join(tmpdir(), 'maskgpu-tiles-'));
-  const saved = process.env.MASKGPU_CACHE_DIR;
-  process.env.MASKGPU_CACHE_DIR = dir;
+  // The file is passed explicitly (process.env is left alone); the env argument picks the path.
+  const file = convTilingCacheFile({ MASKGPU_CACHE_DIR: dir });
   try {
-    assert.is(convTilingCacheFile(), join(dir, 'tiles.json'));
-    assert.is(readConvTilingCache(ctx.report), undefined);
+    assert.is(file, join(dir, 'tiles.json'));
+    assert.is(readConvTilingCache(ctx.report, file), undefined);
     const tile = { tm: 8, tn: 4, wgX: 32, wgY: 1 };
-    writeConvTilingCache({ ...ctx.report, description: 'another adapter' }, { tiling: { stem: DEFAULT_CONV_TILING.stem }, adapter: 'other', measured: 'test' });
-    writeConvTilingCache(ctx.report, { tiling: { 'pointwise-large': tile }, adapter: 'this', measured: 'test' });
+    writeConvTilingCache({ ...ctx.report, description: 'another adapter' }, { tiling: { stem: DEFAULT_CONV_TILING.stem }, adapter: 'other', measured: 'test' }, file);
+    writeConvTilingCache(ctx.report, { tiling: { 'pointwise-large': tile }, adapter: 'this', measured: 'test' }, file);
     const cached = JSON.parse(readFileSync(join(dir, 'tiles.json'), 'utf8'));
     assert.is(Object.keys(cached.adapters).length, 2, 'both adapters kept');
-    assert.equal(getConvTiling(ctx.report)['pointwise-large'], tile);
-    assert.equal(getConvTiling(ctx.report).stem, DEFAULT_CONV_TILING.stem);
+    assert.is(useCachedConvTiling(ctx, file), file);
+    assert.equal(ctx.convTiling['pointwise-large'], tile);
+    assert.equal(ctx.convTiling.stem, DEFAULT_CONV_TILING.stem);
+    ctx.setConvTiling(undefined);
     writeFileSync(join(dir, 'tiles.json'), '{ not json');
     const warn = console.warn;
     let warned = '';
     console.warn = (m: string) => (warned = m);
     try {
-      assert.equal(getConvTiling(ctx.report), DEFAULT_CONV_TILING);
+      assert.is(useCachedConvTiling(ctx, file), undefined);
+      assert.equal(ctx.convTiling, DEFAULT_CONV_TILING);
     } finally {
       console.warn = warn;
     }
     assert.match(warned, /ignoring the conv tile cache/);
   } finally {
-    if (saved === undefined) delete process.env.MASKGPU_CACHE_DIR;
-    else process.env.MASKGPU_CACHE_DIR = saved;
+    ctx.setConvTiling(undefined);
     rmSync(dir, { recursive: true, force: true });
   }
 });
@@ -359,22 +415,25 @@ convVec.test('half-size residual (fused FPN merge): conv + nearest x2 upsample-a
   const top = normal(333, c.batch * c.cout * (c.h / 2) * (c.w / 2));
   const conv = new Conv2d(ctx, spec, w, b, 'fpn-fused');
   const count = c.batch * c.cout * c.h * c.w;
-  const input = ctx.upload('x', x);
-  const topBuf = ctx.upload('top', top);
-  const fused = ctx.createBuffer('fused', count * 4);
-  const lateral = ctx.createBuffer('lateral', count * 4);
-  const merged = ctx.createBuffer('merged', count * 4);
   const planes = c.batch * c.cout;
-  submitDispatches(ctx, [
-    conv.plan(c, { input, output: fused, residualHalf: topBuf }),
-    conv.plan(c, { input, output: lateral }),
-    planUpsampleNearestAdd(ctx, { planes, h: c.h, w: c.w, topH: c.h / 2, topW: c.w / 2 }, { lateral, top: topBuf, output: merged }),
-  ]);
-  const got = await ctx.readF32(fused, count);
-  const conv64 = conv2dRef({ ...c, kh: 1, kw: 1 }, x, w, b).data;
-  assertClose(got, upsampleNearestAddRef({ planes, h: c.h, w: c.w, topH: c.h / 2, topW: c.w / 2 }, conv64, top), f32Accum, 'fused vs float64');
-  assertClose(got, await ctx.readF32(merged, count), exact, 'fused vs conv then upsampleNearestAdd');
-  assert.throws(() => conv.plan({ batch: 1, h: 9, w: 14 }, { input, output: fused, residualHalf: topBuf }), /even output size/);
+  const rec = new Recorder(ctx, 'fpn-fused');
+  try {
+    const input = rec.input('x', x, [c.batch, c.cin, c.h, c.w]);
+    const topT = rec.input('top', top, [c.batch, c.cout, c.h / 2, c.w / 2]);
+    const fused = conv.record(rec, input, { residualHalf: topT });
+    const lateral = conv.record(rec, input);
+    const merged = recordUpsampleNearestAdd(rec, lateral, topT);
+    rec.submit();
+    const got = await ctx.readF32(fused.buffer, count);
+    const conv64 = conv2dRef({ ...c, kh: 1, kw: 1 }, x, w, b).data;
+    assertClose(got, upsampleNearestAddRef({ planes, h: c.h, w: c.w, topH: c.h / 2, topW: c.w / 2 }, conv64, top), f32Accum, 'fused vs float64');
+    assertClose(got, await ctx.readF32(merged.buffer, count), exact, 'fused vs conv then upsampleNearestAdd');
+    const odd = { ...input, shape: [1, c.cin, 9, 14] };
+    assert.throws(() => conv.record(rec, odd, { output: fused, residualHalf: topT }), /even output size/);
+  } finally {
+    rec.destroy();
+    conv.destroy();
+  }
 });
 
 // f16 weights: the GPU must compute exactly conv(x, f16(w)) with f32 sums, and stay within a stated

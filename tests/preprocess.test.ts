@@ -4,8 +4,8 @@
 
 import * as assert from 'uvu/assert';
 import { suite } from 'uvu';
-import { normalizationTable, packRgb, planPreprocess, preprocessBands, PreprocessInput, resizePlan, type ResizePlan } from '../engine/kernels/preprocess.ts';
-import { submitDispatches } from '../engine/kernels/dispatch.ts';
+import { normalizationTable, preprocessBands, recordPreprocess, resizePlan, type ResizePlan } from '../engine/kernels/preprocess.ts';
+import { Recorder } from '../engine/recorder.ts';
 import { cellAnchors, levelStrides } from '../engine/maskrcnn/anchors.ts';
 import { gpuSuite } from './harness.ts';
 import { rng } from './random.ts';
@@ -103,26 +103,34 @@ for (const [h, w, minSize, maxSize] of [
     const r = rng(h * 1000 + w);
     const rgb = new Uint8Array(h * w * 3).map(() => Math.floor(r() * 256));
     const plan = resizePlan(h, w, minSize, maxSize);
-    const out = ctx.createBuffer('out', 3 * plan.paddedH * plan.paddedW * 4);
-    submitDispatches(ctx, [
-      planPreprocess(ctx, plan, { rgb: ctx.upload('rgb', packRgb(rgb)), table: ctx.upload('table', normalizationTable(MEAN, STD)), output: out }),
-    ]);
-    const got = await ctx.readF32(out, 3 * plan.paddedH * plan.paddedW);
+    const rec = new Recorder(ctx, 'preprocess-test');
+    let got: Float32Array;
+    try {
+      const { image, output } = recordPreprocess(rec, plan, rec.input('table', normalizationTable(MEAN, STD)));
+      assert.equal(output.shape, [3, plan.paddedH, plan.paddedW], 'output shape');
+      image.write(rgb, 3);
+      rec.submit();
+      got = await ctx.readF32(output.buffer, 3 * plan.paddedH * plan.paddedW);
+    } finally {
+      rec.destroy();
+    }
     assertClose(got, preprocessRef(rgb, plan, MEAN, STD), resample, `preprocess ${h}x${w} -> ${plan.outH}x${plan.outW} (padded ${plan.paddedH}x${plan.paddedW})`);
   });
 }
 
-/** Preprocesses through PreprocessInput (bands under `limit`) and reads the output back. */
+/** Preprocesses through recordPreprocess's ImageInput (bands under `limit`) and reads the output back. */
 async function banded(ctx: Parameters<Parameters<typeof gpu.test>[1]>[0], plan: ResizePlan, data: Uint8Array | Uint8ClampedArray, channels: 3 | 4, limit?: number): Promise<{ out: Float32Array; bands: number }> {
-  const out = ctx.createBuffer('out', 3 * plan.paddedH * plan.paddedW * 4);
-  const table = ctx.upload('table', normalizationTable(MEAN, STD));
-  const input = new PreprocessInput(ctx, plan, { table, output: out }, limit);
-  input.write(data, channels);
-  submitDispatches(ctx, input.dispatches);
-  const got = await ctx.readF32(out, 3 * plan.paddedH * plan.paddedW);
-  const bands = input.bands.length;
-  input.destroy();
-  return { out: got, bands };
+  const rec = new Recorder(ctx, 'preprocess-banded');
+  try {
+    const table = rec.input('table', normalizationTable(MEAN, STD));
+    const { image, output } = recordPreprocess(rec, plan, table, { maxBandBytes: limit });
+    image.write(data, channels);
+    rec.submit();
+    const got = await ctx.readF32(output.buffer, 3 * plan.paddedH * plan.paddedW);
+    return { out: got, bands: image.bands.length };
+  } finally {
+    rec.destroy();
+  }
 }
 
 for (const [h, w, minSize, maxSize] of [

@@ -9,14 +9,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as assert from 'uvu/assert';
 import { parsePruneArgs, pruneCommand } from '../bin/prune.ts';
-import { submitDispatches, type Dispatch } from '../engine/kernels/dispatch.ts';
 import { l1Norms, packSegments } from '../engine/kernels/l1Norms.ts';
-import { normalizationTable, packRgb, planPreprocess, resizePlan } from '../engine/kernels/preprocess.ts';
+import { normalizationTable, recordPreprocess, resizePlan } from '../engine/kernels/preprocess.ts';
 import { ResNetFpn } from '../engine/maskrcnn/backbone.ts';
 import { loadMaskRCNN, type Detection } from '../engine/maskrcnn/model.ts';
-import { BufferPool } from '../engine/planner.ts';
+import { Recorder } from '../engine/recorder.ts';
 import { rleIou } from '../engine/rle.ts';
 import type { GpuContext } from '../engine/gpu.ts';
+import { boxIou } from '../eval/match.ts';
 import { buildPruneGraph, prunableGroups, planPruning, prune, resolvePruneOptions, type PruneOptions } from '../prune/index.ts';
 import { layerSegments } from '../prune/rank.ts';
 import { canonicalizeKeys, loadMaskRCNNWeights, maskrcnnParseOptions } from '../weights-loader/maskrcnn.ts';
@@ -36,13 +36,6 @@ const base = golden();
 const canonical = canonicalizeKeys(base.tensors);
 const graph = buildPruneGraph(canonical);
 const smallImage = goldenCase(2).image;
-
-function boxIou(a: number[], b: number[]): number {
-  const w = Math.max(0, Math.min(a[2], b[2]) - Math.max(a[0], b[0]));
-  const h = Math.max(0, Math.min(a[3], b[3]) - Math.max(a[1], b[1]));
-  const inter = w * h;
-  return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter);
-}
 
 /** Same detections, in order: box IoU > 0.99, label, score within 1e-3, mask IoU > 0.98. */
 function assertSameDetections(got: Detection[], want: Detection[], what: string): { worstBox: number; worstMask: number } {
@@ -184,18 +177,22 @@ async function fpnFeatures(ctx: GpuContext, file: SafetensorsFile, image: number
   const g = goldenCase(image);
   const plan = resizePlan(g.image.height, g.image.width, w.meta.minSize, w.meta.maxSize);
   const backbone = new ResNetFpn(ctx, w);
-  const pool = new BufferPool(ctx);
-  const out: Dispatch[] = [];
-  const input = pool.tensor('input', [3, plan.paddedH, plan.paddedW]);
-  out.push(planPreprocess(ctx, plan, { rgb: ctx.upload('rgb', packRgb(g.image.data)), table: ctx.upload('t', normalizationTable(w.meta.imageMean, w.meta.imageStd)), output: input.buffer }));
-  const { levels } = backbone.plan(pool, { ...input, c: 3, h: plan.paddedH, w: plan.paddedW }, out);
-  submitDispatches(ctx, out);
-  const res = [];
-  for (const l of levels) res.push({ c: l.c, h: l.h, w: l.w, data: await ctx.readF32(l.buffer, l.c * l.h * l.w) });
-  for (const d of out) d.destroy();
-  backbone.destroy();
-  pool.destroy();
-  return res;
+  const rec = new Recorder(ctx, 'fpn features');
+  try {
+    const { image, output: input } = recordPreprocess(rec, plan, rec.input('t', normalizationTable(w.meta.imageMean, w.meta.imageStd)));
+    image.write(g.image.data, 3);
+    const levels = backbone.recordFpn(rec, backbone.recordBody(rec, input));
+    rec.submit();
+    const res = [];
+    for (const l of levels) {
+      const [c, h, wd] = l.shape;
+      res.push({ c, h, w: wd, data: await ctx.readF32(l.buffer, c * h * wd) });
+    }
+    return res;
+  } finally {
+    rec.destroy();
+    backbone.destroy();
+  }
 }
 
 /** Max |mask - compact| over the FPN's kept channels, by distance to the map's border (0, 1, >= 2). */

@@ -7,9 +7,10 @@
 import * as assert from 'uvu/assert';
 import { suite } from 'uvu';
 import type { GpuContext } from '../engine/gpu.ts';
-import { submitDispatches } from '../engine/kernels/dispatch.ts';
 import { decodePasteBoxes, maskRowWords, PASTE_BOX_WORDS, PasteMasks } from '../engine/kernels/pasteMasks.ts';
 import { inferFeatureScale, levelAreaThresholds, RoiAlignMultiLevel, torchLevelOfArea, type RoiAlignSpec } from '../engine/kernels/roiAlign.ts';
+import type { Tensor } from '../engine/planner.ts';
+import { Recorder } from '../engine/recorder.ts';
 import { gpuSuite } from './harness.ts';
 import { normal, rng, uniform } from './random.ts';
 import { levelMapperRef, multiScaleRoiAlignRef, type FeatureMap } from './reference/roi_align.ts';
@@ -113,15 +114,21 @@ async function runRoiCase(ctx: GpuContext, c: RoiCase, seed: number): Promise<vo
   const op = new RoiAlignMultiLevel(ctx, spec, 'roiAlign-test');
   const boxesData = new Float32Array(c.maxRois * 4).fill(Number.NaN); // rows past the count are garbage
   boxesData.set(c.boxes.subarray(0, Math.min(c.boxes.length, c.maxRois * 4)));
-  const boxes = ctx.upload('boxes', boxesData);
-  const count = ctx.upload('count', new Uint32Array([c.count]));
   const per = c.channels * c.pooled * c.pooled;
-  const output = ctx.upload('out', new Float32Array(c.maxRois * per).fill(12345)); // stale data must be overwritten
-  const buffers = { features: features.map((fm) => ctx.upload('feature', fm.data)), boxes, count, output };
-  const dispatches = op.plan(buffers, { levels: sizes.map((s) => ({ h: s.height, w: s.width })), imageHeight: c.imgH });
-  submitDispatches(ctx, dispatches);
-  const got = await ctx.readF32(output, c.maxRois * per);
-  dispatches.forEach((d) => d.destroy());
+  const rec = new Recorder(ctx, 'roiAlign-test');
+  let got: Float32Array;
+  try {
+    const boxes = rec.input('boxes', boxesData, [c.maxRois, 4]);
+    const count = rec.input('count', new Uint32Array([c.count]), [1]);
+    const featureTensors = features.map((fm) => rec.input('feature', fm.data, [c.channels, fm.height, fm.width]));
+    const output = op.record(rec, { features: featureTensors, boxes, count, imageHeight: c.imgH });
+    assert.equal(output.shape, [c.maxRois, c.channels, c.pooled, c.pooled], 'output shape');
+    ctx.write(output.buffer, new Float32Array(c.maxRois * per).fill(12345)); // stale data must be overwritten (queued before the submit)
+    rec.submit();
+    got = await ctx.readF32(output.buffer, c.maxRois * per);
+  } finally {
+    rec.destroy();
+  }
   const scales = sizes.map((s) => inferFeatureScale(s.height, c.imgH));
   assert.equal(scales, [1 / 4, 1 / 8, 1 / 16, 1 / 32], 'inferred scales');
   const want = multiScaleRoiAlignRef(features, scales, { channels: c.channels, pooled: c.pooled, samplingRatio: 2 }, boxesData, c.count, c.maxRois);
@@ -188,39 +195,55 @@ roi.test('zero RoIs: the whole output becomes zeros', (ctx) =>
 roi.test('timing: K=1000, C=256, P=7 and K=100, C=256, P=14 at 800x1216 (rows spot-checked)', async (ctx) => {
   const sizes = fpnSizes(800, 1216);
   const features: FeatureMap[] = sizes.map((s, i) => ({ ...s, data: normal(600 + i, 256 * s.height * s.width) }));
-  const featureBuffers = features.map((fm) => ctx.upload('feature', fm.data));
-  const levels = sizes.map((s) => ({ h: s.height, w: s.width }));
-  const scales = sizes.map((s) => inferFeatureScale(s.height, 800));
-  for (const [k, p] of [[1000, 7], [100, 14]]) {
-    const boxesData = awkwardBoxes(700 + p, 800, 1199, k).subarray(0, 4 * k);
-    const op = new RoiAlignMultiLevel(ctx, { channels: 256, outputSize: p, maxRois: k });
-    const boxes = ctx.upload('boxes', boxesData);
-    const count = ctx.upload('count', new Uint32Array([k]));
-    const output = ctx.createBuffer('out', op.outputBytes);
-    const dispatches = op.plan({ features: featureBuffers, boxes, count, output }, { levels, imageHeight: 800 });
-    submitDispatches(ctx, dispatches); // warm-up (pipeline compile, first touch)
-    await ctx.device.queue.onSubmittedWorkDone();
-    const t0 = performance.now();
-    submitDispatches(ctx, dispatches);
-    await ctx.device.queue.onSubmittedWorkDone();
-    const ms = performance.now() - t0;
-    console.log(`    K=${k} C=256 P=${p}: ${ms.toFixed(1)} ms (${((k * 256 * p * p) / ms / 1e3).toFixed(1)} M outputs/s) on ${ctx.report.description}`);
-    const rows = 24;
-    const per = 256 * p * p;
-    const got = await ctx.readF32(output, rows * per);
-    const want = multiScaleRoiAlignRef(features, scales, { channels: 256, pooled: p, samplingRatio: 2 }, boxesData, rows);
-    assertClose(got, want, roiAlignTolerance, `first ${rows} rows`);
-    dispatches.forEach((d) => d.destroy());
+  const inputs = new Recorder(ctx, 'roiAlign-features'); // owns the features both runs read
+  try {
+    const featureTensors = features.map((fm) => inputs.input('feature', fm.data, [256, fm.height, fm.width]));
+    const scales = sizes.map((s) => inferFeatureScale(s.height, 800));
+    for (const [k, p] of [[1000, 7], [100, 14]]) {
+      const boxesData = awkwardBoxes(700 + p, 800, 1199, k).subarray(0, 4 * k);
+      const op = new RoiAlignMultiLevel(ctx, { channels: 256, outputSize: p, maxRois: k });
+      const rec = new Recorder(ctx, `roiAlign K=${k}`);
+      try {
+        const boxes = rec.input('boxes', boxesData, [k, 4]);
+        const count = rec.input('count', new Uint32Array([k]), [1]);
+        const output = op.record(rec, { features: featureTensors, boxes, count, imageHeight: 800 });
+        rec.submit(); // warm-up (pipeline compile, first touch)
+        await ctx.device.queue.onSubmittedWorkDone();
+        const t0 = performance.now();
+        rec.submit();
+        await ctx.device.queue.onSubmittedWorkDone();
+        const ms = performance.now() - t0;
+        console.log(`    K=${k} C=256 P=${p}: ${ms.toFixed(1)} ms (${((k * 256 * p * p) / ms / 1e3).toFixed(1)} M outputs/s) on ${ctx.report.description}`);
+        const rows = 24;
+        const per = 256 * p * p;
+        const got = await ctx.readF32(output.buffer, rows * per);
+        const want = multiScaleRoiAlignRef(features, scales, { channels: 256, pooled: p, samplingRatio: 2 }, boxesData, rows);
+        assertClose(got, want, roiAlignTolerance, `first ${rows} rows`);
+      } finally {
+        rec.destroy();
+      }
+    }
+  } finally {
+    inputs.destroy();
   }
 });
 roi.test('rejects an output over the binding limit and mismatched level sizes, naming the fix', (ctx) => {
   const op = new RoiAlignMultiLevel(ctx, { channels: 256, outputSize: 14, maxRois: 1000 });
   const b = ctx.createBuffer('b', 64);
+  // Tensors that only carry shapes: both checks throw before anything is bound or allocated.
+  const t = (shape: number[]): Tensor => ({ buffer: b, shape, label: `t[${shape.join(', ')}]` });
   const levels = fpnSizes(800, 1216).map((s) => ({ h: s.height, w: s.width }));
-  assert.throws(() => op.plan({ features: [b, b, b, b], boxes: b, count: b, output: b }, { levels, imageHeight: 800 }), /maxRois/);
-  const small = new RoiAlignMultiLevel(ctx, { channels: 8, outputSize: 7, maxRois: 4 });
-  const wrong = [levels[0], levels[0], levels[2], levels[3]]; // P3 the size of P2
-  assert.throws(() => small.plan({ features: [b, b, b, b], boxes: b, count: b, output: b }, { levels: wrong, imageHeight: 800 }), /consecutive powers of two/);
+  const rec = new Recorder(ctx, 'roiAlign-rejects');
+  try {
+    const big = levels.map((l) => t([256, l.h, l.w]));
+    assert.throws(() => op.record(rec, { features: big, boxes: t([1000, 4]), count: t([1]), imageHeight: 800 }), /maxRois/);
+    const small = new RoiAlignMultiLevel(ctx, { channels: 8, outputSize: 7, maxRois: 4 });
+    const wrong = [levels[0], levels[0], levels[2], levels[3]].map((l) => t([8, l.h, l.w])); // P3 the size of P2
+    assert.throws(() => small.record(rec, { features: wrong, boxes: t([4, 4]), count: t([1]), imageHeight: 800 }), /consecutive powers of two/);
+    assert.is(rec.dispatches.length, 0, 'nothing recorded');
+  } finally {
+    rec.destroy();
+  }
 });
 roi.run();
 
@@ -285,23 +308,31 @@ async function runPasteCase(ctx: GpuContext, c: PasteCase): Promise<void> {
   const masksData = pasteMaskProbs(c.seed, c.maxN, M, c.adversarial ?? true);
   const boxesData = new Float32Array(c.maxN * 4).fill(Number.NaN); // rows past the count are garbage
   boxesData.set((c.boxes ?? pasteBoxList(c.seed + 2, c.H, c.W, c.count)).subarray(0, 4 * c.count));
-  const op = new PasteMasks(ctx, { maxMasks: c.maxN, maskSize: M });
   const rowWords = maskRowWords(c.W);
   const words = c.maxN * c.H * rowWords;
-  const masks = ctx.upload('masks', masksData);
-  const boxes = ctx.upload('boxes', boxesData);
-  const count = ctx.upload('count', new Uint32Array([c.count]));
-  const bits = ctx.upload('bits', new Uint32Array(words).fill(0xdeadbeef)); // stale data must be overwritten
-  const dispatches = op.plan({ probs: masks, boxes, count, output: bits }, { height: c.H, width: c.W });
-  submitDispatches(ctx, dispatches);
-  await ctx.device.queue.onSubmittedWorkDone();
-  const t0 = performance.now();
-  submitDispatches(ctx, dispatches);
-  await ctx.device.queue.onSubmittedWorkDone();
-  const ms = performance.now() - t0;
-  const got = await ctx.readU32(bits, words);
-  const pasteBoxes = decodePasteBoxes(await ctx.readU32(op.pasteBoxes, c.maxN * PASTE_BOX_WORDS), c.maxN);
-  dispatches.forEach((d) => d.destroy());
+  const rec = new Recorder(ctx, 'pasteMasks-test');
+  let got: Uint32Array;
+  let pasteBoxes: ReturnType<typeof decodePasteBoxes>;
+  let ms: number;
+  try {
+    const op = rec.keep(new PasteMasks(ctx, { maxMasks: c.maxN, maskSize: M }));
+    const masks = rec.input('masks', masksData, [c.maxN, M, M]);
+    const boxes = rec.input('boxes', boxesData, [c.maxN, 4]);
+    const count = rec.input('count', new Uint32Array([c.count]), [1]);
+    const bits = op.record(rec, { probs: masks, boxes, count }, { height: c.H, width: c.W });
+    assert.equal(bits.shape, [c.maxN, c.H, rowWords], 'output shape');
+    ctx.write(bits.buffer, new Uint32Array(words).fill(0xdeadbeef)); // stale data must be overwritten (queued before the submit)
+    rec.submit();
+    await ctx.device.queue.onSubmittedWorkDone();
+    const t0 = performance.now();
+    rec.submit();
+    await ctx.device.queue.onSubmittedWorkDone();
+    ms = performance.now() - t0;
+    got = await ctx.readU32(bits.buffer, words);
+    pasteBoxes = decodePasteBoxes(await ctx.readU32(op.pasteBoxes, c.maxN * PASTE_BOX_WORDS), c.maxN);
+  } finally {
+    rec.destroy();
+  }
 
   const ref = pasteMasksRef(masksData, boxesData, c.count, M, c.H, c.W);
   const want = new Uint32Array(words);

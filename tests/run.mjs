@@ -7,7 +7,6 @@
 // The counting is in tests/runner-counts.mjs; importing this file runs nothing.
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, realpathSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { combine, countFile, isCi, summaryLine } from './runner-counts.mjs';
@@ -30,9 +29,9 @@ export function runFile(file) {
     const started = Date.now();
     const child = spawn(process.execPath, ['--import', './tools/register.mjs', file], {
       cwd: root,
-      // Tests never read a tuned conv tile cache (tiles change speed only, but a test run should
-      // not depend on what `npm run tune` left in ~/.cache): point the engine at an empty place.
-      env: { ...process.env, NO_COLOR: '1', MASKGPU_CACHE_DIR: join(tmpdir(), `maskgpu-test-no-cache-${process.pid}`) },
+      // No environment tricks: the library reads no cache file on its own (a tuned conv tile
+      // table reaches a GpuContext only when the caller passes it, as the CLI does).
+      env: { ...process.env, NO_COLOR: '1' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     // uvu prints its summary on stdout; only stdout is parsed, so nothing on stderr can split it.

@@ -5,10 +5,10 @@
 // many overlaps over many groups, identical and zero-area boxes, and IoUs one float32 ulp either
 // side of the threshold. Prints the time of a 200k sort and of NMS over 5000 candidates.
 
-import { submitDispatches, type Dispatch } from '../engine/kernels/dispatch.ts';
 import { GreedyNms, TORCHVISION_CPU_COORDINATE_TRICK_MAX, type NmsSpec } from '../engine/kernels/nms.ts';
 import { SortDescending, TopK } from '../engine/kernels/sort.ts';
 import type { GpuContext } from '../engine/gpu.ts';
+import { Recorder } from '../engine/recorder.ts';
 import { gpuSuite } from './harness.ts';
 import { rng } from './random.ts';
 import { iouRef, postNmsRef, type PostNmsOptions } from './reference/nms.ts';
@@ -109,13 +109,12 @@ function behind<T extends Float32Array | Uint32Array>(data: T, offset: number): 
   return out;
 }
 
-async function finish(ctx: GpuContext, dispatches: Dispatch[]): Promise<number> {
+/** Submits what `rec` recorded and waits for it; returns the milliseconds. */
+async function finish(rec: Recorder): Promise<number> {
   const t0 = performance.now();
-  submitDispatches(ctx, dispatches);
-  await ctx.device.queue.onSubmittedWorkDone();
-  const ms = performance.now() - t0;
-  for (const d of dispatches) d.destroy();
-  return ms;
+  rec.submit();
+  await rec.ctx.device.queue.onSubmittedWorkDone();
+  return performance.now() - t0;
 }
 
 function checkSorted(what: string, got: SortResult & { count: number }, want: SortResult, slots: number): void {
@@ -142,27 +141,33 @@ interface SortCase extends SortInput {
 async function runSort(ctx: GpuContext, c: SortCase): Promise<number> {
   const n = c.keys.length;
   const sort = new SortDescending(ctx, n);
-  const outKeys = ctx.createBuffer('outKeys', n * 4);
-  const outValues = ctx.createBuffer('outValues', n * 4);
-  const outCount = ctx.createBuffer('outCount', 4);
-  const at = c.inOffset ?? 0;
-  const dispatches = sort.plan(
-    {
-      keys: ctx.upload('keys', behind(c.keys, at)),
-      values: c.values && ctx.upload('values', behind(c.values, at)),
-      valid: c.valid && ctx.upload('valid', behind(c.valid, at)),
-      count: c.gpuCount ? ctx.upload('count', new Uint32Array([c.count ?? n])) : undefined,
-      outKeys,
-      outValues,
-      outCount,
-    },
-    { inOffset: at },
-  );
-  const ms = await finish(ctx, dispatches);
-  const got = { keys: await ctx.readF32(outKeys, n), values: await ctx.readU32(outValues, n), count: (await ctx.readU32(outCount, 1))[0] };
-  checkSorted(c.name, got, sortDescendingRef(c.gpuCount ? c : { ...c, count: undefined }), n);
-  sort.destroy();
-  return ms;
+  const rec = new Recorder(ctx, 'sort-test');
+  try {
+    const outKeys = rec.output('outKeys', [n]);
+    const outValues = rec.output('outValues', [n]);
+    const outCount = rec.output('outCount', [1]);
+    const at = c.inOffset ?? 0;
+    sort.record(
+      rec,
+      {
+        keys: rec.input('keys', behind(c.keys, at)),
+        values: c.values && rec.input('values', behind(c.values, at)),
+        valid: c.valid && rec.input('valid', behind(c.valid, at)),
+        count: c.gpuCount ? rec.input('count', new Uint32Array([c.count ?? n])) : undefined,
+        outKeys,
+        outValues,
+        outCount,
+      },
+      { inOffset: at },
+    );
+    const ms = await finish(rec);
+    const got = { keys: await ctx.readF32(outKeys.buffer, n), values: await ctx.readU32(outValues.buffer, n), count: (await ctx.readU32(outCount.buffer, 1))[0] };
+    checkSorted(c.name, got, sortDescendingRef(c.gpuCount ? c : { ...c, count: undefined }), n);
+    return ms;
+  } finally {
+    rec.destroy();
+    sort.destroy();
+  }
 }
 
 const sortSuite = gpuSuite('SortDescending');
@@ -211,29 +216,41 @@ async function runTopK(ctx: GpuContext, c: TopKCase): Promise<void> {
   const topk = new TopK(ctx, n, c.k);
   const slots = Math.min(c.k, n);
   const offset = 5; // write into a slice of a larger buffer, as the RPN concatenates its levels
-  const outKeys = ctx.upload('outKeys', new Float32Array(offset + slots).fill(7));
-  const outValues = ctx.createBuffer('outValues', (offset + slots) * 4);
-  const outCount = ctx.createBuffer('outCount', 4);
-  const at = c.inOffset ?? 0;
-  const plan = () =>
-    topk.plan(
-      {
-        keys: ctx.upload('keys', behind(c.keys, at)),
-        values: c.values && ctx.upload('values', behind(c.values, at)),
-        count: c.gpuCount ? ctx.upload('count', new Uint32Array([c.count ?? n])) : undefined,
-        outKeys,
-        outValues,
-        outCount,
-      },
-      { inOffset: at, outOffset: offset },
-    );
-  await finish(ctx, plan());
-  if (c.timing) console.log(`    timing: top-${c.k} of ${n} ${(await finish(ctx, plan())).toFixed(1)} ms`);
-  const keys = await ctx.readF32(outKeys);
-  if (keys[offset - 1] !== 7) throw new Error(`${c.name}: wrote before outOffset`);
-  const got = { keys: keys.subarray(offset), values: (await ctx.readU32(outValues)).subarray(offset), count: (await ctx.readU32(outCount, 1))[0] };
-  checkSorted(`${c.name} (${topk.run > 2048 ? 'full sort' : `bitonic selection, runs of ${topk.run}`})`, got, topkRef(c, c.k), slots);
-  topk.destroy();
+  const outputs = new Recorder(ctx, 'topk-outputs'); // owns the outputs both recordings write
+  const recs: Recorder[] = [];
+  try {
+    const outKeys = outputs.input('outKeys', new Float32Array(offset + slots).fill(7));
+    const outValues = outputs.output('outValues', [offset + slots]);
+    const outCount = outputs.output('outCount', [1]);
+    const at = c.inOffset ?? 0;
+    const record = () => {
+      const rec = new Recorder(ctx, 'topk-test');
+      recs.push(rec);
+      topk.record(
+        rec,
+        {
+          keys: rec.input('keys', behind(c.keys, at)),
+          values: c.values && rec.input('values', behind(c.values, at)),
+          count: c.gpuCount ? rec.input('count', new Uint32Array([c.count ?? n])) : undefined,
+          outKeys,
+          outValues,
+          outCount,
+        },
+        { inOffset: at, outOffset: offset },
+      );
+      return rec;
+    };
+    await finish(record());
+    if (c.timing) console.log(`    timing: top-${c.k} of ${n} ${(await finish(record())).toFixed(1)} ms`);
+    const keys = await ctx.readF32(outKeys.buffer);
+    if (keys[offset - 1] !== 7) throw new Error(`${c.name}: wrote before outOffset`);
+    const got = { keys: keys.subarray(offset), values: (await ctx.readU32(outValues.buffer)).subarray(offset), count: (await ctx.readU32(outCount.buffer, 1))[0] };
+    checkSorted(`${c.name} (${topk.run > 2048 ? 'full sort' : `bitonic selection, runs of ${topk.run}`})`, got, topkRef(c, c.k), slots);
+  } finally {
+    for (const rec of recs) rec.destroy();
+    outputs.destroy();
+    topk.destroy();
+  }
 }
 
 const topkSuite = gpuSuite('TopK');
@@ -264,25 +281,37 @@ async function runNms(ctx: GpuContext, c: NmsCase, timing = false): Promise<numb
   const sort = new SortDescending(ctx, n);
   const spec: NmsSpec = { iouThreshold: o.iouThreshold, maxKeep: o.maxKeep, coordinateTrickMaxCount: o.coordinateTrickMaxCount, integerPathOnly: c.integerPathOnly };
   const nms = new GreedyNms(ctx, spec);
-  const order = ctx.createBuffer('order', n * 4);
-  const count = ctx.createBuffer('count', 4);
-  const keep = ctx.createBuffer('keep', o.maxKeep * 4);
-  const keepCount = ctx.createBuffer('keepCount', 4);
-  const sortPlan = sort.plan({
-    keys: ctx.upload('scores', c.scores),
-    valid: o.valid && ctx.upload('valid', Uint32Array.from(o.valid)),
-    count: o.count !== undefined ? ctx.upload('count', new Uint32Array([o.count])) : undefined,
-    outValues: order,
-    outCount: count,
-  });
-  const nmsPlan = () => [nms.plan({ boxes: ctx.upload('boxes', c.boxes), groups: c.groups && ctx.upload('groups', c.groups), order, count, keep, keepCount }, n)];
-  await finish(ctx, [...sortPlan, ...nmsPlan()]);
-  if (timing) {
-    const ms = await finish(ctx, nmsPlan());
-    console.log(`    timing: NMS over ${(await ctx.readU32(count, 1))[0]} sorted candidates ${ms.toFixed(1)} ms`);
+  const rec = new Recorder(ctx, 'sort+nms');
+  const again = new Recorder(ctx, 'nms-timing');
+  let kept: number;
+  let got: Uint32Array;
+  try {
+    const order = rec.output('order', [n]);
+    const count = rec.output('count', [1]);
+    const keep = rec.output('keep', [o.maxKeep]);
+    const keepCount = rec.output('keepCount', [1]);
+    sort.record(rec, {
+      keys: rec.input('scores', c.scores),
+      valid: o.valid && rec.input('valid', Uint32Array.from(o.valid)),
+      count: o.count !== undefined ? rec.input('count', new Uint32Array([o.count])) : undefined,
+      outValues: order,
+      outCount: count,
+    });
+    const recordNms = (r: Recorder) => nms.record(r, { boxes: r.input('boxes', c.boxes), groups: c.groups && r.input('groups', c.groups), order, count, keep, keepCount }, n);
+    recordNms(rec);
+    await finish(rec);
+    if (timing) {
+      recordNms(again); // NMS alone, on the sorted order already in `order`
+      const ms = await finish(again);
+      console.log(`    timing: NMS over ${(await ctx.readU32(count.buffer, 1))[0]} sorted candidates ${ms.toFixed(1)} ms`);
+    }
+    kept = (await ctx.readU32(keepCount.buffer, 1))[0];
+    got = await ctx.readU32(keep.buffer, o.maxKeep);
+  } finally {
+    again.destroy();
+    rec.destroy();
+    sort.destroy();
   }
-  const kept = (await ctx.readU32(keepCount, 1))[0];
-  const got = await ctx.readU32(keep, o.maxKeep);
   const want = postNmsRef(c.boxes, c.scores, c.groups ?? new Uint32Array(n), o);
   if (kept !== want.length) throw new Error(`${c.name}: kept ${kept}, torchvision keeps ${want.length}`);
   for (let i = 0; i < o.maxKeep; i++) {
@@ -290,8 +319,6 @@ async function runNms(ctx: GpuContext, c: NmsCase, timing = false): Promise<numb
     if (got[i] !== w) throw new Error(`${c.name}: keep[${i}] = ${got[i]}, torchvision ${w} (first of the mismatches; ${kept} kept)`);
   }
   console.log(`    ${c.name}: ${kept} kept, same indices in the same order`);
-  sort.destroy();
-  nms.destroy();
   return want;
 }
 

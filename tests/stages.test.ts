@@ -8,7 +8,8 @@ import * as assert from 'uvu/assert';
 import { GpuContext } from '../engine/gpu.ts';
 import type { Dispatch } from '../engine/kernels/dispatch.ts';
 import { loadMaskRCNN, type SegmentResult } from '../engine/maskrcnn/model.ts';
-import { StageMarks, STAGES, stagesFromTimestamps, sumStages, timestampGranularityNs, TIMESTAMP_COUNT } from '../engine/maskrcnn/stages.ts';
+import { STAGES, stagesFromTimestamps, sumStages, timestampGranularityNs, TIMESTAMP_COUNT } from '../engine/maskrcnn/stages.ts';
+import { Recorder } from '../engine/recorder.ts';
 import { goldenCase, goldenWeightBytes } from './golden.ts';
 import { gpuSuite } from './harness.ts';
 
@@ -46,6 +47,7 @@ gpu.test('without timestamp-query: no stages by default, CPU stages with profile
   const plainCtx = await GpuContext.create({ disableFeatures: ['timestamp-query'] });
   try {
     assert.not.ok(plainCtx.device.features.has('timestamp-query'));
+    const baseline = plainCtx.memory.buffers; // the context's own (its unused-binding placeholder)
     const image = goldenCase(0).image;
     const model = await loadMaskRCNN(plainCtx, goldenWeightBytes());
     const plain = await model.segment(image);
@@ -55,7 +57,7 @@ gpu.test('without timestamp-query: no stages by default, CPU stages with profile
     assertStages(profiled, 'cpu');
     assert.equal(profiled.detections, plain.detections, 'stage-by-stage submits give the one-submit detections');
     model.destroy();
-    assert.is(plainCtx.memory.buffers, 0, 'destroy() frees the model');
+    assert.is(plainCtx.memory.buffers, baseline, 'destroy() frees the model');
 
     // The one-pass path (no timestamps) and the pass-per-stage path agree on another device too.
     const withTimestamps = await loadMaskRCNN(ctx, goldenWeightBytes());
@@ -69,22 +71,28 @@ gpu.test('without timestamp-query: no stages by default, CPU stages with profile
 
 const cpu = suite('stage bookkeeping');
 
-cpu('marks split the dispatches by stage and refuse a missing or out-of-order stage', () => {
+cpu('the recorder splits its dispatches by stage and refuses a missing, repeated or out-of-order stage', () => {
   const list = Array.from({ length: 10 }, (_, i) => ({ label: `d${i}` }) as unknown as Dispatch);
-  const built: Dispatch[] = [];
-  const marks = new StageMarks(built);
+  const ctx = {} as GpuContext; // stage bookkeeping never touches the device
+  const rec = new Recorder(ctx, 'stages');
   const at = [0, 1, 4, 5, 5, 7, 9]; // rpn empty: a stage may have no dispatch
   STAGES.forEach((s, i) => {
-    while (built.length < at[i]) built.push(list[built.length]);
-    marks.mark(s);
+    while (rec.dispatches.length < at[i]) rec.record(list[rec.dispatches.length]);
+    rec.stage(s);
   });
-  built.push(...list.slice(built.length));
-  assert.equal(marks.split().map((d) => d.length), [1, 3, 1, 0, 2, 2, 1]);
-  assert.throws(() => marks.mark('fpn'), /marked twice/);
+  rec.record(...list.slice(rec.dispatches.length));
+  assert.equal(rec.stages(STAGES).map((d) => d.length), [1, 3, 1, 0, 2, 2, 1]);
+  assert.equal(rec.stages(STAGES).flat(), list, 'every dispatch once, in order');
+  assert.throws(() => rec.stage('fpn'), /marked twice/);
 
-  const partial = new StageMarks([]);
-  partial.mark('preprocess');
-  assert.throws(() => partial.split(), /never marked stage 'backbone'/);
+  const partial = new Recorder(ctx, 'partial');
+  partial.stage('preprocess');
+  assert.throws(() => partial.stages(STAGES), /stage 'backbone' was never marked/);
+  const swapped = new Recorder(ctx, 'swapped');
+  swapped.stage('backbone');
+  swapped.record(list[0]);
+  swapped.stage('preprocess');
+  assert.throws(() => swapped.stages(['preprocess', 'backbone']), /out of order/);
 });
 
 cpu('timestamps: durations in ms, null unless monotone, the quantisation grid detected', () => {

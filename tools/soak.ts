@@ -5,7 +5,9 @@
 // - every segmentation of a size gives the detections of its first one (no state leaks between runs);
 // - once the pattern has run once, the live buffers and bytes after each call equal those one
 //   pattern earlier (the plan cache is in the same state, so any growth is a leak);
-// - model.destroy() and every prune cycle return to the baseline, to the buffer and the byte;
+// - model.destroy() and every prune cycle return to the baseline, to the buffer and the byte (the
+//   baseline is ctx.memory when the soak starts, not zero: a context holds its own buffers, e.g.
+//   the 16-byte unusedBinding it creates at construction);
 // - the Node heap (after gc, with --expose-gc) grows by less than HEAP_SLACK_MIB from the end of
 //   the warm-up (two patterns: pipelines compiled, caches filled) to the end.
 // Prints a table and PASS/FAIL; exits 1 on failure. tests/reliability.test.ts runs a short version.
@@ -49,6 +51,8 @@ export interface SoakPhase {
 
 export interface SoakReport {
   phases: SoakPhase[];
+  /** Live buffers and bytes when the soak started (what the context itself holds). */
+  baseline: { buffers: number; bytes: number };
   /** Node heap after gc: at the start, after the warm-up, after the segmentations, at the end (--expose-gc only). */
   heapMib: { start: number; warm: number; segmented: number; end: number } | undefined;
   failures: string[];
@@ -174,7 +178,7 @@ export async function runSoak(ctx: GpuContext, options: SoakOptions): Promise<So
       ? { start: heapStart, warm: heapWarm ?? heapStart, segmented: heapSegmented, end: heapEnd }
       : undefined;
   if (heap && heap.end - heap.warm > HEAP_SLACK_MIB) failures.push(`the Node heap grew by ${(heap.end - heap.warm).toFixed(1)} MiB after the warm-up (limit ${HEAP_SLACK_MIB})`);
-  return { phases, heapMib: heap, failures, pass: failures.length === 0 };
+  return { phases, baseline: { buffers: baseline.buffers, bytes: baseline.bytes }, heapMib: heap, failures, pass: failures.length === 0 };
 }
 
 export function formatSoak(report: SoakReport, ctx: GpuContext): string {
@@ -189,7 +193,7 @@ export function formatSoak(report: SoakReport, ctx: GpuContext): string {
   const lines = rows.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  '));
   lines.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
   const m = ctx.memory;
-  lines.push('', `live at the end: ${m.buffers} buffers, ${m.bytes} bytes`);
+  lines.push('', `live at the end: ${m.buffers} buffers, ${m.bytes} bytes (baseline when the soak started: ${report.baseline.buffers} buffers, ${report.baseline.bytes} bytes)`);
   const h = report.heapMib;
   lines.push(
     h

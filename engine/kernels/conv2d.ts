@@ -7,8 +7,10 @@
 
 import source from '../../shaders/conv2d.wgsl';
 import { GpuError, type GpuContext } from '../gpu.ts';
-import { floatToHalf } from '../../weights-loader/safetensors.ts';
-import { checkConvTile, convClass, getConvTiling, type ConvTile } from './convTiling.ts';
+import { nchw, sameRank, type Tensor } from '../planner.ts';
+import type { Recorder } from '../recorder.ts';
+import { floatToHalf } from '../../weights-loader/float16.ts';
+import { checkConvTile, convClass, type ConvTile } from './convTiling.ts';
 import { ceilDiv, Dispatch } from './dispatch.ts';
 
 export type { ConvTile } from './convTiling.ts';
@@ -94,7 +96,6 @@ export class Conv2d {
   readonly precision: ConvPrecision;
   private readonly weight: GPUBuffer;
   private readonly bias: GPUBuffer;
-  private readonly placeholder: GPUBuffer;
 
   /**
    * @param weight torch layout [Cout][Cin][KH][KW] (packed here, once)
@@ -116,7 +117,6 @@ export class Conv2d {
     if (bias && bias.length !== spec.cout) throw new Error(`${label}: bias has ${bias.length} values, expected ${spec.cout}`);
     this.weight = uploadConvWeight(ctx, `${label}.weight`, packConvWeight(weight, spec.cout, spec.cin, kh, kw), this.precision);
     this.bias = ctx.upload(`${label}.bias`, bias ?? new Float32Array(spec.cout));
-    this.placeholder = ctx.createBuffer(`${label}.no-residual`, 16);
   }
 
   outputShape(input: ConvShape): ConvShape {
@@ -132,30 +132,39 @@ export class Conv2d {
     if (this.spec.tile) return this.spec.tile;
     const out = this.outputShape(input);
     const [kh, kw] = this.spec.kernel;
-    return getConvTiling(this.ctx.report)[convClass(this.spec.cin, kh, kw, out.batch * out.h * out.w)];
+    return this.ctx.convTiling[convClass(this.spec.cin, kh, kw, out.batch * out.h * out.w)];
   }
 
   /**
-   * Binds buffers for one input size; `output` must hold batch x Cout x OH x OW floats. With
-   * `batchLimit` (a u32 GPU buffer) only the first min(batch, batchLimit[0]) entries are computed.
-   * `residualHalf` ([batch][Cout][OH/2][OW/2]) is added nearest-upsampled x2 after the bias: the
-   * FPN merge lateral + interpolate(top) in one pass, bit-identical to the two kernels.
+   * Records the conv of `x` ([Cin, H, W] or [N, Cin, H, W]) and returns its output (same rank,
+   * from the plan's pool unless `output` is given). `residual` (output-shaped) is added before the
+   * ReLU; `residualHalf` ([..., Cout, OH/2, OW/2]) is added nearest-upsampled x2 after the bias:
+   * the FPN merge lateral + interpolate(top) in one pass, bit-identical to the two kernels. With
+   * `batchLimit` (u32[1] on the GPU) only the first min(N, batchLimit[0]) entries are computed.
    */
-  plan(
-    input: ConvShape,
-    buffers: { input: GPUBuffer; output: GPUBuffer; residual?: GPUBuffer; residualHalf?: GPUBuffer; batchLimit?: GPUBuffer },
-  ): Dispatch {
+  record(rec: Recorder, x: Tensor, opts: { residual?: Tensor; residualHalf?: Tensor; batchLimit?: Tensor; output?: Tensor } = {}): Tensor {
     const { spec } = this;
-    if (!!spec.residual !== !!buffers.residual) {
-      throw new Error(`${this.label}: residual buffer ${spec.residual ? 'missing' : 'given but the conv has no residual'}`);
+    const { batch, c, h, w } = nchw(x);
+    if (c !== spec.cin) throw new Error(`${this.label}: input '${x.label}' has ${c} channels, the conv expects ${spec.cin}`);
+    if (!!spec.residual !== !!opts.residual) {
+      throw new Error(`${this.label}: residual ${spec.residual ? 'missing' : 'given but the conv has no residual'}`);
     }
-    if (buffers.input.size % 16) {
-      throw new Error(`${this.label}: the input buffer's size (${buffers.input.size} bytes) must be a multiple of 16 (it is read as vec4s); allocate it with GpuContext.createBuffer`);
+    if (x.buffer.size % 16) {
+      throw new Error(`${this.label}: the input buffer's size (${x.buffer.size} bytes) must be a multiple of 16 (it is read as vec4s); allocate it with GpuContext.createBuffer`);
     }
+    const input = { batch, h, w };
     const out = this.outputShape(input);
-    if (buffers.residualHalf && (spec.residual || out.h % 2 || out.w % 2)) {
+    if (opts.residualHalf && (spec.residual || out.h % 2 || out.w % 2)) {
       throw new Error(`${this.label}: a half-size residual needs a conv without its own residual and an even output size (got ${out.h}x${out.w})`);
     }
+    const y = opts.output ?? rec.tensor(this.label, sameRank(x, batch, spec.cout, out.h, out.w));
+    if (y.buffer.size < batch * spec.cout * out.h * out.w * 4) throw new Error(`${this.label}: output '${y.label}' is too small`);
+    rec.record(this.dispatch(input, out, x.buffer, y.buffer, opts.residual?.buffer ?? opts.residualHalf?.buffer, !!opts.residualHalf, opts.batchLimit?.buffer));
+    return y;
+  }
+
+  private dispatch(input: ConvShape, out: ConvShape, x: GPUBuffer, y: GPUBuffer, residual: GPUBuffer | undefined, residualHalf: boolean, batchLimit: GPUBuffer | undefined): Dispatch {
+    const { spec } = this;
     const tile = this.tileFor(input);
     const [kh, kw] = spec.kernel;
     const pointwise = kh === 1 && kw === 1 && this.stride.every((s) => s === 1) && this.padding.every((p) => p === 0);
@@ -172,9 +181,9 @@ export class Conv2d {
         PADDED: this.padding[0] > 0 || this.padding[1] > 0,
         RELU: !!spec.relu,
         RESIDUAL: !!spec.residual,
-        RESIDUAL_HALF: !!buffers.residualHalf,
+        RESIDUAL_HALF: residualHalf,
         SHUFFLE: 1,
-        DYNAMIC_BATCH: !!buffers.batchLimit,
+        DYNAMIC_BATCH: !!batchLimit,
         VEC_N: pointwise && (out.h * out.w) % 4 === 0 && tile.tn % 4 === 0,
       },
     });
@@ -198,26 +207,19 @@ export class Conv2d {
         dil_w: this.dilation[1],
       },
       {
-        input: buffers.input,
+        input: x,
         weight: this.weight,
         bias: this.bias,
-        residual: buffers.residual ?? buffers.residualHalf ?? this.placeholder,
-        output: buffers.output,
-        batch_limit: buffers.batchLimit ?? this.placeholder,
+        residual: residual ?? this.ctx.unusedBinding,
+        output: y,
+        batch_limit: batchLimit ?? this.ctx.unusedBinding,
       },
       [ceilDiv(n, tile.tn * tile.wgX), ceilDiv(spec.cout, tile.tm * tile.wgY)],
     );
   }
 
-  /** MACs for one input of this shape. */
-  macs(input: ConvShape): number {
-    const o = this.outputShape(input);
-    return o.batch * o.h * o.w * this.spec.cout * this.spec.cin * this.spec.kernel[0] * this.spec.kernel[1];
-  }
-
   destroy(): void {
     this.ctx.release(this.weight);
     this.ctx.release(this.bias);
-    this.ctx.release(this.placeholder);
   }
 }

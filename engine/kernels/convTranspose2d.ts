@@ -7,7 +7,9 @@
 import source from '../../shaders/conv2d.wgsl';
 import type { GpuContext } from '../gpu.ts';
 import { packGemmWeight, type ConvShape } from './conv2d.ts';
-import { checkConvTile, convClass, getConvTiling, type ConvTile } from './convTiling.ts';
+import { nchw, sameRank, type Tensor } from '../planner.ts';
+import type { Recorder } from '../recorder.ts';
+import { checkConvTile, convClass, type ConvTile } from './convTiling.ts';
 import { ceilDiv, Dispatch } from './dispatch.ts';
 
 export interface ConvTranspose2dSpec {
@@ -32,7 +34,6 @@ export function reorderConvTransposeWeight(w: Float32Array, cin: number, cout: n
 export class ConvTranspose2d {
   private readonly weight: GPUBuffer;
   private readonly bias: GPUBuffer;
-  private readonly placeholder: GPUBuffer;
 
   constructor(
     private readonly ctx: GpuContext,
@@ -46,29 +47,41 @@ export class ConvTranspose2d {
     const rows = spec.cout * spec.scale * spec.scale;
     this.weight = ctx.upload(`${label}.weight`, packGemmWeight(reorderConvTransposeWeight(weight, spec.cin, spec.cout, spec.scale), rows, spec.cin));
     this.bias = ctx.upload(`${label}.bias`, bias ?? new Float32Array(spec.cout));
-    this.placeholder = ctx.createBuffer(`${label}.no-residual`, 16);
   }
 
   outputShape(input: ConvShape): ConvShape {
     return { batch: input.batch, h: input.h * this.spec.scale, w: input.w * this.spec.scale };
   }
 
-  /** With `batchLimit` (u32 GPU buffer) only the first min(batch, batchLimit[0]) entries are computed. */
-  plan(input: ConvShape, buffers: { input: GPUBuffer; output: GPUBuffer; batchLimit?: GPUBuffer }): Dispatch {
+  /**
+   * Records the transposed conv of `x` ([Cin, H, W] or [N, Cin, H, W]) and returns its output
+   * (same rank). With `batchLimit` (u32[1] on the GPU) only the first min(N, batchLimit[0])
+   * entries are computed.
+   */
+  record(rec: Recorder, x: Tensor, opts: { batchLimit?: Tensor } = {}): Tensor {
+    const { spec } = this;
+    const { batch, c, h, w } = nchw(x);
+    if (c !== spec.cin) throw new Error(`${this.label}: input '${x.label}' has ${c} channels, expected ${spec.cin}`);
+    const y = rec.tensor(this.label, sameRank(x, batch, spec.cout, h * spec.scale, w * spec.scale));
+    rec.record(this.dispatch({ batch, h, w }, x.buffer, y.buffer, opts.batchLimit?.buffer));
+    return y;
+  }
+
+  private dispatch(input: ConvShape, x: GPUBuffer, y: GPUBuffer, batchLimit: GPUBuffer | undefined): Dispatch {
     const { spec } = this;
     const rows = spec.cout * spec.scale * spec.scale;
-    const tile = spec.tile ?? getConvTiling(this.ctx.report)[convClass(spec.cin, 1, 1, input.batch * input.h * input.w)];
+    const tile = spec.tile ?? this.ctx.convTiling[convClass(spec.cin, 1, 1, input.batch * input.h * input.w)];
     const kernel = this.ctx.kernel({
       source,
       label: this.label,
-      consts: { TM: tile.tm, TN: tile.tn, WG_X: tile.wgX, WG_Y: tile.wgY, KH: 1, KW: 1, PADDED: false, RELU: !!spec.relu, RESIDUAL: false, SHUFFLE: spec.scale, DYNAMIC_BATCH: !!buffers.batchLimit, VEC_N: false },
+      consts: { TM: tile.tm, TN: tile.tn, WG_X: tile.wgX, WG_Y: tile.wgY, KH: 1, KW: 1, PADDED: false, RELU: !!spec.relu, RESIDUAL: false, SHUFFLE: spec.scale, DYNAMIC_BATCH: !!batchLimit, VEC_N: false },
     });
     const n = input.batch * input.h * input.w;
     return Dispatch.create(
       this.ctx,
       kernel,
       { batch: input.batch, cin: spec.cin, h: input.h, w: input.w, cout: rows, oh: input.h, ow: input.w, stride_h: 1, stride_w: 1, pad_h: 0, pad_w: 0, dil_h: 1, dil_w: 1 },
-      { input: buffers.input, weight: this.weight, bias: this.bias, residual: this.placeholder, output: buffers.output, batch_limit: buffers.batchLimit ?? this.placeholder },
+      { input: x, weight: this.weight, bias: this.bias, residual: this.ctx.unusedBinding, output: y, batch_limit: batchLimit ?? this.ctx.unusedBinding },
       [ceilDiv(n, tile.tn * tile.wgX), ceilDiv(rows, tile.tm * tile.wgY)],
     );
   }
@@ -76,6 +89,5 @@ export class ConvTranspose2d {
   destroy(): void {
     this.ctx.release(this.weight);
     this.ctx.release(this.bias);
-    this.ctx.release(this.placeholder);
   }
 }

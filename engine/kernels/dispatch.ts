@@ -1,5 +1,6 @@
 // A recorded unit of GPU work: one pipeline, its bind group, its uniform buffer and a grid.
-// Stages build Dispatches once per planned input size; running only records them into a pass.
+// Kernel wrappers create Dispatches once per planned input size and record them into a plan
+// (engine/recorder.ts); running a plan only encodes them into a pass.
 
 import { GpuError, type GpuContext, type Kernel } from '../gpu.ts';
 
@@ -51,16 +52,6 @@ export class Dispatch {
     for (const b of this.owned) this.ctx.release(b);
     this.owned.length = 0;
   }
-}
-
-/** Records `dispatches` into one compute pass of a new encoder and submits it. */
-export function submitDispatches(ctx: GpuContext, dispatches: Dispatch[], label = 'maskgpu'): void {
-  ctx.assertAlive();
-  const encoder = ctx.device.createCommandEncoder({ label });
-  const pass = encoder.beginComputePass({ label });
-  for (const d of dispatches) d.record(pass);
-  pass.end();
-  ctx.device.queue.submit([encoder.finish()]);
 }
 
 export const ceilDiv = (a: number, b: number): number => Math.ceil(a / b);

@@ -1,21 +1,28 @@
-// gatherBoxes (shaders/gather_boxes.wgsl): boxes of the NMS survivors, zero past the kept count.
+// gatherBoxes (shaders/gather_boxes.wgsl): boxes of the NMS survivors, in kept order, zero past
+// the kept count (torchvision: proposals = boxes[keep]).
 
 import source from '../../shaders/gather_boxes.wgsl';
-import type { GpuContext } from '../gpu.ts';
+import type { Tensor } from '../planner.ts';
+import type { Recorder } from '../recorder.ts';
 import { ceilDiv, Dispatch } from './dispatch.ts';
 
-export function planGatherBoxes(
-  ctx: GpuContext,
+/** Records the gather; returns boxes [maxBoxes, 4] (rows past keptCount[0] are zero). */
+export function recordGatherBoxes(
+  rec: Recorder,
   maxBoxes: number,
-  buffers: { candBoxes: GPUBuffer; kept: GPUBuffer; keptCount: GPUBuffer; boxes: GPUBuffer },
+  io: { candBoxes: Tensor; kept: Tensor; keptCount: Tensor },
   label = 'gatherBoxes',
-): Dispatch {
-  const kernel = ctx.kernel({ source, label });
-  return Dispatch.create(
-    ctx,
-    kernel,
-    { max_boxes: maxBoxes },
-    { cand_boxes: buffers.candBoxes, kept: buffers.kept, kept_count: buffers.keptCount, boxes: buffers.boxes },
-    [ceilDiv(maxBoxes, kernel.workgroup[0])],
+): Tensor {
+  const boxes = rec.tensor(label, [maxBoxes, 4]);
+  const kernel = rec.ctx.kernel({ source, label });
+  rec.record(
+    Dispatch.create(
+      rec.ctx,
+      kernel,
+      { max_boxes: maxBoxes },
+      { cand_boxes: io.candBoxes.buffer, kept: io.kept.buffer, kept_count: io.keptCount.buffer, boxes: boxes.buffer },
+      [ceilDiv(maxBoxes, kernel.workgroup[0])],
+    ),
   );
+  return boxes;
 }

@@ -7,7 +7,8 @@
 
 import source from '../../shaders/l1_norms.wgsl';
 import { GpuError, type GpuContext } from '../gpu.ts';
-import { Dispatch, submitDispatches } from './dispatch.ts';
+import { Recorder } from '../recorder.ts';
+import { Dispatch } from './dispatch.ts';
 import { elementGrid } from './elementwise.ts';
 
 /** A tensor viewed as `count` consecutive segments of `size` values (data.length = size * count). */
@@ -72,7 +73,7 @@ export function packSegments(tensors: SegmentedTensor[], maxFloats: number): Pac
 }
 
 /** One dispatch over one packed buffer: `norms` must hold at least outBase + segments floats. */
-export function planL1Norms(
+function l1NormsDispatch(
   ctx: GpuContext,
   chunk: { runs: NormRun[]; segments: number; outBase: number },
   buffers: { weights: GPUBuffer; runs: GPUBuffer; norms: GPUBuffer },
@@ -114,16 +115,15 @@ export async function l1Norms(ctx: GpuContext, tensors: SegmentedTensor[], optio
         const t = tensors[p.tensor];
         packed.set(t.data.subarray(p.first * t.size, (p.first + p.segments) * t.size), p.offset);
       }
-      const weights = ctx.upload('l1_norms.weights', packed);
-      const runs = ctx.upload('l1_norms.runs', packRuns(chunk.runs));
-      const dispatch = planL1Norms(ctx, chunk, { weights, runs, norms });
+      const rec = new Recorder(ctx, 'l1_norms');
       try {
-        submitDispatches(ctx, [dispatch], 'l1_norms');
+        const weights = rec.input('l1_norms.weights', packed);
+        const runs = rec.input('l1_norms.runs', packRuns(chunk.runs));
+        rec.record(l1NormsDispatch(ctx, chunk, { weights: weights.buffer, runs: runs.buffer, norms }));
+        rec.submit();
         await ctx.device.queue.onSubmittedWorkDone();
       } finally {
-        dispatch.destroy();
-        ctx.release(weights);
-        ctx.release(runs);
+        rec.destroy();
       }
     }
     const all = await ctx.readF32(norms, total);

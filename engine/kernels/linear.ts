@@ -3,13 +3,13 @@
 // weight [out][in] is used as stored.
 
 import type { GpuContext } from '../gpu.ts';
-import type { Dispatch } from './dispatch.ts';
-import { planMatmul, type MatmulTile } from './matmul.ts';
+import type { Tensor } from '../planner.ts';
+import type { Recorder } from '../recorder.ts';
+import { recordMatmul, type MatmulTile } from './matmul.ts';
 
 export class Linear {
   private readonly weight: GPUBuffer;
   private readonly bias: GPUBuffer;
-  private readonly placeholder: GPUBuffer;
 
   constructor(
     private readonly ctx: GpuContext,
@@ -27,24 +27,20 @@ export class Linear {
     if (bias && bias.length !== outFeatures) throw new Error(`${label}: bias has ${bias.length} values, expected ${outFeatures}`);
     this.weight = ctx.upload(`${label}.weight`, weight);
     this.bias = ctx.upload(`${label}.bias`, bias ?? new Float32Array(outFeatures));
-    this.placeholder = ctx.createBuffer(`${label}.unused`, 16);
   }
 
-  /** `input` holds rows x inFeatures, `output` rows x outFeatures. */
-  plan(rows: number, buffers: { input: GPUBuffer; output: GPUBuffer }): Dispatch {
-    return planMatmul(
-      this.ctx,
-      { transB: true, bias: true, relu: this.relu, tile: this.tile },
-      { m: rows, n: this.outFeatures, k: this.inFeatures },
-      { a: buffers.input, b: this.weight, c: buffers.output, bias: this.bias },
-      this.placeholder,
-      this.label,
-    );
+  /** Records y = x W^T + b (ReLU) for `x` [rows][...] holding rows x inFeatures values; returns y [rows][outFeatures]. */
+  record(rec: Recorder, x: Tensor): Tensor {
+    const rows = x.shape[0];
+    const perRow = x.shape.slice(1).reduce((a, b) => a * b, 1);
+    if (perRow !== this.inFeatures) throw new Error(`${this.label}: input '${x.label}' has ${perRow} features per row, expected ${this.inFeatures}`);
+    const weight = { buffer: this.weight, shape: [this.outFeatures, this.inFeatures], label: `${this.label}.weight` };
+    const bias = { buffer: this.bias, shape: [this.outFeatures], label: `${this.label}.bias` };
+    return recordMatmul(rec, { transB: true, bias: true, relu: this.relu, tile: this.tile }, { m: rows, n: this.outFeatures, k: this.inFeatures }, { a: x, b: weight, bias }, this.label);
   }
 
   destroy(): void {
     this.ctx.release(this.weight);
     this.ctx.release(this.bias);
-    this.ctx.release(this.placeholder);
   }
 }

@@ -4,6 +4,8 @@
 
 import source from '../../shaders/matmul.wgsl';
 import type { GpuContext } from '../gpu.ts';
+import type { Tensor } from '../planner.ts';
+import type { Recorder } from '../recorder.ts';
 import { ceilDiv, Dispatch } from './dispatch.ts';
 
 export interface MatmulTile {
@@ -22,13 +24,25 @@ export interface MatmulSpec {
   tile?: MatmulTile;
 }
 
-export function planMatmul(
+/** Records C = A B (+ bias, ReLU) for `dims` and returns C [M][N] (pooled unless `c` is given). */
+export function recordMatmul(
+  rec: Recorder,
+  spec: MatmulSpec,
+  dims: { m: number; n: number; k: number },
+  io: { a: Tensor; b: Tensor; bias?: Tensor; c?: Tensor },
+  label = 'matmul',
+): Tensor {
+  const c = io.c ?? rec.tensor(label, [dims.m, dims.n]);
+  rec.record(matmulDispatch(rec.ctx, spec, dims, { a: io.a.buffer, b: io.b.buffer, c: c.buffer, bias: io.bias?.buffer }, label));
+  return c;
+}
+
+function matmulDispatch(
   ctx: GpuContext,
   spec: MatmulSpec,
   dims: { m: number; n: number; k: number },
   buffers: { a: GPUBuffer; b: GPUBuffer; c: GPUBuffer; bias?: GPUBuffer },
-  placeholder: GPUBuffer,
-  label = 'matmul',
+  label: string,
 ): Dispatch {
   const tile = spec.tile ?? DEFAULT_MATMUL_TILE;
   if (!!spec.bias !== !!buffers.bias) throw new Error(`${label}: bias buffer ${spec.bias ? 'missing' : 'given but unused'}`);
@@ -51,7 +65,7 @@ export function planMatmul(
     ctx,
     kernel,
     dims,
-    { a: buffers.a, b: buffers.b, c: buffers.c, bias: buffers.bias ?? placeholder },
+    { a: buffers.a, b: buffers.b, c: buffers.c, bias: buffers.bias ?? ctx.unusedBinding },
     [ceilDiv(dims.n, tile.tn * tile.wgX), ceilDiv(dims.m, tile.tm * tile.wgY)],
   );
 }

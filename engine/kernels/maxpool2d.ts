@@ -2,7 +2,8 @@
 // 1x1 stride-2 "pool" level; torch max_pool2d semantics (ceil_mode=False, -inf padding).
 
 import source from '../../shaders/maxpool2d.wgsl';
-import type { GpuContext } from '../gpu.ts';
+import { nchw, sameRank, type Tensor } from '../planner.ts';
+import type { Recorder } from '../recorder.ts';
 import { convOutputSize, type ConvShape } from './conv2d.ts';
 import { Dispatch } from './dispatch.ts';
 import { elementGrid } from './elementwise.ts';
@@ -22,23 +23,22 @@ export function maxPoolOutputShape(spec: MaxPoolSpec, input: ConvShape): ConvSha
   };
 }
 
-/** `input` is batch x channels x H x W (channels folded into batch: only planes matter). */
-export function planMaxPool2d(
-  ctx: GpuContext,
-  spec: MaxPoolSpec,
-  input: ConvShape & { channels: number },
-  buffers: { input: GPUBuffer; output: GPUBuffer },
-  label = 'maxpool2d',
-): Dispatch {
+/** Records max_pool2d of `x` ([C, H, W] or [N, C, H, W]); returns the pooled tensor (same rank). */
+export function recordMaxPool2d(rec: Recorder, spec: MaxPoolSpec, x: Tensor, label = 'maxpool2d'): Tensor {
+  const ctx = rec.ctx;
+  const input = nchw(x);
   const out = maxPoolOutputShape(spec, input);
+  const y = rec.tensor(label, sameRank(x, input.batch, input.c, out.h, out.w));
   const kernel = ctx.kernel({ source, label });
-  const planes = input.batch * input.channels;
+  const planes = input.batch * input.c;
   const { grid, rowPitch } = elementGrid(ctx, planes * out.h * out.w, kernel.workgroup[0]);
-  return Dispatch.create(
+  const dispatch = Dispatch.create(
     ctx,
     kernel,
     { planes, h: input.h, w: input.w, oh: out.h, ow: out.w, kernel: spec.kernel, stride: spec.stride, pad: spec.padding, row_pitch: rowPitch },
-    buffers,
+    { input: x.buffer, output: y.buffer },
     grid,
   );
+  rec.record(dispatch);
+  return y;
 }

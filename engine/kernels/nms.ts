@@ -26,6 +26,8 @@
 
 import source from '../../shaders/nms.wgsl';
 import type { GpuContext } from '../gpu.ts';
+import type { Tensor } from '../planner.ts';
+import type { Recorder } from '../recorder.ts';
 import { Dispatch } from './dispatch.ts';
 
 /** torchvision 0.14 on the CPU: coordinate trick when boxes.numel() <= 4000, i.e. <= 1000 boxes. */
@@ -49,19 +51,19 @@ export interface NmsSpec {
   integerPathOnly?: boolean;
 }
 
-export interface NmsBuffers {
+export interface NmsTensors {
   /** f32 x1, y1, x2, y2 per candidate (indexed by the values in `order`). */
-  boxes: GPUBuffer;
+  boxes: Tensor;
   /** u32 group per candidate (RPN level, box-head class); default: one group. */
-  groups?: GPUBuffer;
+  groups?: Tensor;
   /** u32[n] candidate indices by descending score (SortDescending's outValues). */
-  order: GPUBuffer;
+  order: Tensor;
   /** u32: the number of live entries at the front of `order` (SortDescending's outCount); default n. */
-  count?: GPUBuffer;
+  count?: Tensor;
   /** u32[maxKeep] out: kept candidate indices by descending score, then 0xffffffff. */
-  keep: GPUBuffer;
+  keep: Tensor;
   /** u32[1] out: the number kept. */
-  keepCount: GPUBuffer;
+  keepCount: Tensor;
 }
 
 /** The float32 threshold and midpoint constants that make the shader's test equal torch's. */
@@ -91,8 +93,6 @@ export function nmsThresholdParams(iouThreshold: number): { mid_mant: number; mi
 }
 
 export class GreedyNms {
-  private readonly placeholder: GPUBuffer;
-
   constructor(
     private readonly ctx: GpuContext,
     readonly spec: NmsSpec,
@@ -105,12 +105,12 @@ export class GreedyNms {
       throw new Error(`${label}: maxKeep ${spec.maxKeep} needs ${bytes} bytes of workgroup memory, over this device's ${limit}; use maxKeep <= ${Math.floor((limit - 128 * 44 - 16) / 20)}`);
     }
     nmsThresholdParams(spec.iouThreshold);
-    this.placeholder = ctx.createBuffer(`${label}.none`, 16);
   }
 
-  /** `n`: entries in `order` (the most candidates there can be). */
-  plan(buffers: NmsBuffers, n: number): Dispatch {
+  /** Records the NMS into `rec`; `n`: entries in `order` (the most candidates there can be). */
+  record(rec: Recorder, io: NmsTensors, n: number): void {
     const { ctx, spec, label } = this;
+    const buffers = { boxes: io.boxes.buffer, groups: io.groups?.buffer, order: io.order.buffer, count: io.count?.buffer, keep: io.keep.buffer, keepCount: io.keepCount.buffer };
     if (!Number.isInteger(n) || n < 1) throw new Error(`${label}: n = ${n} must be a positive integer`);
     const need = (what: string, buffer: GPUBuffer | undefined, bytes: number): void => {
       if (buffer && buffer.size < bytes) throw new Error(`${label}: ${what} holds ${buffer.size} bytes, needs ${bytes}`);
@@ -125,7 +125,7 @@ export class GreedyNms {
     }
     const kernel = ctx.kernel({ source, label, consts: { KEEP_CAP: spec.maxKeep } });
     const trickMax = spec.coordinateTrickMaxCount ?? 0;
-    return Dispatch.create(
+    rec.record(Dispatch.create(
       ctx,
       kernel,
       {
@@ -140,17 +140,13 @@ export class GreedyNms {
       },
       {
         boxes: buffers.boxes,
-        groups: buffers.groups ?? this.placeholder,
+        groups: buffers.groups ?? ctx.unusedBinding,
         order: buffers.order,
-        count_in: buffers.count ?? this.placeholder,
+        count_in: buffers.count ?? ctx.unusedBinding,
         keep: buffers.keep,
         keep_count: buffers.keepCount,
       },
       [1],
-    );
-  }
-
-  destroy(): void {
-    this.ctx.release(this.placeholder);
+    ));
   }
 }

@@ -13,6 +13,8 @@ import body from '../../shaders/paste_masks.wgsl';
 
 const source = `${exactF32}\n${body}`;
 import type { GpuContext } from '../gpu.ts';
+import type { Tensor } from '../planner.ts';
+import type { Recorder } from '../recorder.ts';
 import { ceilDiv, Dispatch } from './dispatch.ts';
 import { elementGrid } from './elementwise.ts';
 
@@ -27,15 +29,13 @@ export interface PasteMasksSpec {
   padding?: number;
 }
 
-export interface PasteMasksBuffers {
-  /** maxMasks x M x M f32 probabilities (sigmoid of the predicted class). */
-  probs: GPUBuffer;
-  /** maxMasks x (x1, y1, x2, y2) f32 in original-image coordinates. */
-  boxes: GPUBuffer;
+export interface PasteMasksInputs {
+  /** [maxMasks, M, M] f32 probabilities (sigmoid of the predicted class). */
+  probs: Tensor;
+  /** [maxMasks, 4] (x1, y1, x2, y2) f32 in original-image coordinates. */
+  boxes: Tensor;
   /** u32 at element 0: masks in use; the rest come out all zero. */
-  count: GPUBuffer;
-  /** outputBytes(image): maxMasks x H x ceil(W/32) u32. */
-  output: GPUBuffer;
+  count: Tensor;
 }
 
 export interface PasteMasksImage {
@@ -110,8 +110,11 @@ export class PasteMasks {
     return this.spec.maxMasks * image.height * maskRowWords(image.width) * 4;
   }
 
-  /** Two dispatches: expand the boxes into `pasteBoxes`, then paste and binarise. */
-  plan(buffers: PasteMasksBuffers, image: PasteMasksImage): Dispatch[] {
+  /**
+   * Records two dispatches: expand the boxes into `pasteBoxes`, then paste and binarise. Returns
+   * the masks, [maxMasks, H, ceil(W / 32)] u32, bit x % 32 of word x / 32 = pixel x (LSB first).
+   */
+  record(rec: Recorder, io: PasteMasksInputs, image: PasteMasksImage): Tensor {
     const { ctx, spec, label } = this;
     const { height, width } = image;
     const threshold = f(image.threshold ?? 0.5);
@@ -137,17 +140,19 @@ export class PasteMasks {
       zero: 0,
       row_pitch: rowPitch,
     };
+    const output = rec.tensor(label, [spec.maxMasks, height, rowWords]);
     const resources = {
-      masks: buffers.probs,
-      boxes: buffers.boxes,
-      detection_count: buffers.count,
+      masks: io.probs.buffer,
+      boxes: io.boxes.buffer,
+      detection_count: io.count.buffer,
       paste_boxes: this.pasteBoxes,
-      bits: buffers.output,
+      bits: output.buffer,
     };
-    return [
+    rec.record(
       Dispatch.create(ctx, expand, params, resources, [ceilDiv(spec.maxMasks, expand.workgroup[0])]),
       Dispatch.create(ctx, paste, params, resources, grid),
-    ];
+    );
+    return output;
   }
 
   destroy(): void {

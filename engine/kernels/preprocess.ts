@@ -6,6 +6,8 @@
 
 import source from '../../shaders/preprocess.wgsl';
 import type { GpuContext } from '../gpu.ts';
+import type { Tensor } from '../planner.ts';
+import type { Recorder } from '../recorder.ts';
 import { Dispatch } from './dispatch.ts';
 import { elementGrid } from './elementwise.ts';
 
@@ -141,46 +143,37 @@ function preprocessDispatch(
   );
 }
 
-/** One pass over the whole image, held in `rgb` as packRgb packs it. */
-export function planPreprocess(
-  ctx: GpuContext,
-  plan: ResizePlan,
-  buffers: { rgb: GPUBuffer; table: GPUBuffer; output: GPUBuffer },
-  label = 'preprocess',
-): Dispatch {
-  return preprocessDispatch(ctx, plan, { rowStart: 0, rows: plan.paddedH, byteStart: 0, byteEnd: ceil4(3 * plan.inH * plan.inW) }, buffers, label);
-}
+/**
+ * The image input of a plan: one upload buffer and preprocess dispatch per band of rows (one band
+ * unless the image exceeds a storage binding). `write()` uploads an image of the planned size.
+ */
+export class ImageInput {
+  private readonly bandBuffers: Array<PreprocessBand & { buffer: GPUBuffer }> = [];
 
-/** The image input of a planned model: one buffer and dispatch per band. */
-export class PreprocessInput {
-  readonly bands: Array<PreprocessBand & { buffer: GPUBuffer }> = [];
-  readonly dispatches: Dispatch[] = [];
-
-  /** `maxBandBytes`: the largest input window one dispatch binds (default: the adapter's limits). */
   constructor(
     private readonly ctx: GpuContext,
     readonly plan: ResizePlan,
-    buffers: { table: GPUBuffer; output: GPUBuffer },
-    maxBandBytes = Math.min(ctx.device.limits.maxStorageBufferBindingSize, ctx.device.limits.maxBufferSize),
-    label = 'preprocess',
-  ) {
-    try {
-      for (const band of preprocessBands(plan, maxBandBytes)) {
-        const buffer = ctx.createBuffer(`${label} image rows ${band.rowStart}+${band.rows}`, band.byteEnd - band.byteStart);
-        this.bands.push({ ...band, buffer });
-        this.dispatches.push(preprocessDispatch(ctx, plan, band, { rgb: buffer, ...buffers }, label));
-      }
-    } catch (e) {
-      this.destroy();
-      throw e;
-    }
+  ) {}
+
+  /** The bands of rows the image is uploaded and preprocessed in (tests check the banding). */
+  get bands(): readonly PreprocessBand[] {
+    return this.bandBuffers.map(({ buffer: _, ...band }) => band);
+  }
+
+  /** @internal */
+  addBand(band: PreprocessBand, label: string): GPUBuffer {
+    const buffer = this.ctx.createBuffer(`${label} image rows ${band.rowStart}+${band.rows}`, band.byteEnd - band.byteStart);
+    this.bandBuffers.push({ ...band, buffer });
+    return buffer;
   }
 
   /** Uploads an image of the planned size: RGB (3 bytes a pixel) or RGBA (4, alpha dropped). */
   write(data: Uint8Array | Uint8ClampedArray, channels: 3 | 4): void {
+    const expected = this.plan.inH * this.plan.inW * channels;
+    if (data.length !== expected) throw new Error(`image data has ${data.length} bytes; the plan is for a ${this.plan.inW}x${this.plan.inH} image with ${channels} channels (${expected} bytes)`);
     const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     const rgbLength = 3 * this.plan.inH * this.plan.inW;
-    for (const band of this.bands) {
+    for (const band of this.bandBuffers) {
       const end = Math.min(band.byteEnd, rgbLength);
       if (channels === 3) {
         this.ctx.write(band.buffer, bytes.subarray(band.byteStart, end));
@@ -195,9 +188,32 @@ export class PreprocessInput {
   }
 
   destroy(): void {
-    for (const d of this.dispatches) d.destroy();
-    for (const b of this.bands) this.ctx.release(b.buffer);
-    this.dispatches.length = 0;
-    this.bands.length = 0;
+    for (const b of this.bandBuffers) this.ctx.release(b.buffer);
+    this.bandBuffers.length = 0;
   }
+}
+
+/**
+ * Records torchvision's GeneralizedRCNNTransform for one image size (to float, normalise with
+ * `table` = normalizationTable(mean, std), bilinear resize, zero pad to /32). Returns the image
+ * input to write pixels into and the preprocessed [3, paddedH, paddedW] tensor.
+ * `maxBandBytes`: the largest input window one dispatch binds (default: the adapter's limits).
+ */
+export function recordPreprocess(
+  rec: Recorder,
+  resize: ResizePlan,
+  table: Tensor,
+  options: { maxBandBytes?: number; label?: string } = {},
+): { image: ImageInput; output: Tensor } {
+  const ctx = rec.ctx;
+  const label = options.label ?? 'preprocess';
+  const maxBandBytes = options.maxBandBytes ?? Math.min(ctx.device.limits.maxStorageBufferBindingSize, ctx.device.limits.maxBufferSize);
+  const bands = preprocessBands(resize, maxBandBytes);
+  const image = rec.keep(new ImageInput(ctx, resize));
+  const output = rec.tensor(label, [3, resize.paddedH, resize.paddedW]);
+  for (const band of bands) {
+    const rgb = image.addBand(band, label);
+    rec.record(preprocessDispatch(ctx, resize, band, { rgb, table: table.buffer, output: output.buffer }, label));
+  }
+  return { image, output };
 }

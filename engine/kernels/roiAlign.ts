@@ -17,6 +17,8 @@ import body from '../../shaders/roi_align.wgsl';
 
 const source = `${exactF32}\n${body}`;
 import type { GpuContext } from '../gpu.ts';
+import type { Tensor } from '../planner.ts';
+import type { Recorder } from '../recorder.ts';
 import { Dispatch } from './dispatch.ts';
 import { elementGrid } from './elementwise.ts';
 
@@ -34,20 +36,13 @@ export interface RoiAlignSpec {
   channelsPerInvocation?: number;
 }
 
-export interface RoiAlignBuffers {
-  /** P2..P5 (up to 4 levels), each [C][h][w] f32, batch 1. */
-  features: GPUBuffer[];
-  /** maxRois x (x1, y1, x2, y2) f32 in resized-image coordinates. */
-  boxes: GPUBuffer;
+export interface RoiAlignInputs {
+  /** P2..P5 (up to 4 levels), each [C, h, w] f32, batch 1. */
+  features: Tensor[];
+  /** [maxRois, 4] (x1, y1, x2, y2) f32 in resized-image coordinates. */
+  boxes: Tensor;
   /** u32 at element 0: the number of valid RoIs. */
-  count: GPUBuffer;
-  /** maxRois x C x P x P f32 (outputBytes). */
-  output: GPUBuffer;
-}
-
-export interface RoiAlignShape {
-  /** Each level's feature map size, P2 first. */
-  levels: Array<{ h: number; w: number }>;
+  count: Tensor;
   /** The unpadded resized image height the scales are inferred from (torchvision's image_sizes). */
   imageHeight: number;
 }
@@ -130,21 +125,25 @@ export class RoiAlignMultiLevel {
   }
 
   /**
-   * One dispatch per level (same pipeline): each pools the RoIs the level mapper assigns to its
-   * level. Rows at or past the count (and RoIs torch maps to no level: NaN or negative area) are
-   * written with zeros, so the whole output is defined after every run.
+   * Records one dispatch per level (same pipeline): each pools the RoIs the level mapper assigns
+   * to its level. Returns [maxRois, C, P, P]; rows at or past the count (and RoIs torch maps to no
+   * level: NaN or negative area) are written with zeros, so the whole output is defined after
+   * every run.
    */
-  plan(buffers: RoiAlignBuffers, shape: RoiAlignShape): Dispatch[] {
+  record(rec: Recorder, io: RoiAlignInputs): Tensor {
     const { spec, label } = this;
-    const levels = shape.levels;
-    if (levels.length < 1 || levels.length > 4 || buffers.features.length !== levels.length) {
-      throw new Error(`${label}: ${buffers.features.length} feature buffers and ${levels.length} level sizes given; MultiScaleRoIAlign here takes 1 to 4 levels (P2..P5), one buffer each`);
+    const levels = io.features.map((t, i) => {
+      if (t.shape.length !== 3 || t.shape[0] !== spec.channels) throw new Error(`${label}: feature level ${i} '${t.label}' must be [${spec.channels}, h, w], got [${t.shape.join(', ')}]`);
+      return { h: t.shape[1], w: t.shape[2] };
+    });
+    if (levels.length < 1 || levels.length > 4) {
+      throw new Error(`${label}: ${levels.length} feature levels given; MultiScaleRoIAlign here takes 1 to 4 levels (P2..P5)`);
     }
-    const scales = levels.map((l) => inferFeatureScale(l.h, shape.imageHeight));
+    const scales = levels.map((l) => inferFeatureScale(l.h, io.imageHeight));
     const kMin = Math.trunc(-Math.log2(scales[0]));
     const kMax = Math.trunc(-Math.log2(scales[scales.length - 1]));
     if (kMax - kMin !== levels.length - 1 || scales.some((s, i) => s !== scales[0] / 2 ** i)) {
-      throw new Error(`${label}: inferred scales ${scales.join(', ')} are not consecutive powers of two; feature heights ${levels.map((l) => l.h).join(', ')} do not match image height ${shape.imageHeight}`);
+      throw new Error(`${label}: inferred scales ${scales.join(', ')} are not consecutive powers of two; feature heights ${levels.map((l) => l.h).join(', ')} do not match image height ${io.imageHeight}`);
     }
     const maxBinding = this.ctx.device.limits.maxStorageBufferBindingSize;
     if (this.outputBytes > maxBinding) {
@@ -158,9 +157,10 @@ export class RoiAlignMultiLevel {
     });
     const channelBlocks = Math.ceil(spec.channels / this.channelsPerInvocation);
     const { grid, rowPitch } = elementGrid(this.ctx, spec.maxRois * channelBlocks * spec.outputSize * spec.outputSize, kernel.workgroup[0]);
-    return levels.map((level, i) => {
+    const output = rec.tensor(label, [spec.maxRois, spec.channels, spec.outputSize, spec.outputSize]);
+    levels.forEach((level, i) => {
       if (!(level.h >= 1 && level.w >= 1)) throw new Error(`${label}: level ${i} is ${level.h}x${level.w}`);
-      return Dispatch.create(
+      rec.record(Dispatch.create(
         this.ctx,
         kernel,
         {
@@ -178,12 +178,10 @@ export class RoiAlignMultiLevel {
           zero: 0,
           row_pitch: rowPitch,
         },
-        { feature: buffers.features[i], boxes: buffers.boxes, roi_count: buffers.count, output: buffers.output },
+        { feature: io.features[i].buffer, boxes: io.boxes.buffer, roi_count: io.count.buffer, output: output.buffer },
         grid,
-      );
+      ));
     });
+    return output;
   }
-
-  /** Nothing to free: the dispatches own their uniforms (Dispatch.destroy). */
-  destroy(): void {}
 }

@@ -10,9 +10,9 @@
 // Elements at positions >= count, or with valid[i] == 0, are left out; output slots past the
 // live elements hold key -inf and value 0xffffffff, and outCount holds the number of live ones.
 //
-// Both classes are plan-once: the constructor allocates scratch for `maxN`; plan() binds buffers
-// and returns Dispatches to record. Plans of one instance share its scratch: record them one
-// after the other, never interleaved.
+// Both classes are plan-once: the constructor allocates scratch for `maxN`; record() binds the
+// tensors and records the dispatches into a plan. Recordings of one instance share its scratch:
+// record them one after the other, never interleaved.
 //
 // Cost: SortDescending is a bitonic sort over P = the padded power of two, with the stages that
 // fit a 2048-element tile run in workgroup memory: with L = log2(P / 2048), one tile sort, L tile
@@ -26,6 +26,8 @@ import common from '../../shaders/sort_common.wgsl';
 import sortBody from '../../shaders/sort.wgsl';
 import topkBody from '../../shaders/sort_topk.wgsl';
 import type { GpuContext, Kernel } from '../gpu.ts';
+import type { Tensor } from '../planner.ts';
+import type { Recorder } from '../recorder.ts';
 import { Dispatch } from './dispatch.ts';
 import { elementGrid } from './elementwise.ts';
 
@@ -35,7 +37,37 @@ const TOPK_SOURCE = `${common}\n${topkBody}`;
 /** Largest n a plan accepts: the padded scratch (8 bytes per element) stays under 128 MiB. */
 export const MAX_SORT_ELEMENTS = 1 << 24;
 
-export interface SortBuffers {
+/** What a sort reads and writes (outputs are written in place, at outOffset when given). */
+export interface SortTensors {
+  /** f32[n] scores. */
+  keys: Tensor;
+  /** u32[n] payloads that tie-break and come out in outValues; default: the element's index. */
+  values?: Tensor;
+  /** u32[n], 0 = leave the element out (e.g. the box head's score/size filter). */
+  valid?: Tensor;
+  /** u32 whose first element is the number of live elements (clamped to n); default: n. */
+  count?: Tensor;
+  /** f32 sorted scores. */
+  outKeys?: Tensor;
+  /** u32 values in sorted order. */
+  outValues: Tensor;
+  /** u32[1]: the number of live elements written (at most outLimit). */
+  outCount?: Tensor;
+}
+
+function sortBuffers(t: SortTensors): SortBuffers {
+  return {
+    keys: t.keys.buffer,
+    values: t.values?.buffer,
+    valid: t.valid?.buffer,
+    count: t.count?.buffer,
+    outKeys: t.outKeys?.buffer,
+    outValues: t.outValues.buffer,
+    outCount: t.outCount?.buffer,
+  };
+}
+
+interface SortBuffers {
   /** f32[n] scores. */
   keys: GPUBuffer;
   /** u32[n] payloads that tie-break and come out in outValues; default: the element's index. */
@@ -147,7 +179,13 @@ export class SortDescending {
     return this.ctx.kernel({ source: SORT_SOURCE, label: `${this.label}.${entryPoint}`, entryPoint, consts: { WG: this.wg, BLOCK: this.block } });
   }
 
-  plan(buffers: SortBuffers, options: SortOptions = {}): Dispatch[] {
+  /** Records the sort of `io.keys` (see SortTensors) into `rec`. */
+  record(rec: Recorder, io: SortTensors, options: SortOptions = {}): void {
+    rec.record(...this.dispatches(sortBuffers(io), options));
+  }
+
+  /** @internal also used by TopK's fallback. */
+  dispatches(buffers: SortBuffers, options: SortOptions = {}): Dispatch[] {
     const { ctx, label } = this;
     const { n, inOffset, outLimit, outOffset } = checkOptions(label, this.maxN, options);
     for (const [what, buffer, elements] of [
@@ -209,7 +247,7 @@ export class SortDescending {
   }
 }
 
-export type TopKBuffers = Omit<SortBuffers, 'valid'>;
+export type TopKTensors = Omit<SortTensors, 'valid'>;
 
 /**
  * The k best of up to maxN scores, sorted as SortDescending sorts them. k up to the tile size
@@ -256,12 +294,16 @@ export class TopK {
     return this.ctx.kernel({ source: TOPK_SOURCE, label: `${this.label}.${entryPoint}`, entryPoint, consts: { WG: this.wg, BLOCK: this.block } });
   }
 
-  /** Writes min(k, n) outputs (options.outLimit is ignored: k is the limit). */
-  plan(buffers: TopKBuffers, options: Omit<SortOptions, 'outLimit'> = {}): Dispatch[] {
+  /** Records the selection into `rec`: min(k, n) outputs (options.outLimit is ignored: k is the limit). */
+  record(rec: Recorder, io: TopKTensors, options: Omit<SortOptions, 'outLimit'> = {}): void {
+    rec.record(...this.dispatches(sortBuffers(io), options));
+  }
+
+  private dispatches(buffers: Omit<SortBuffers, 'valid'>, options: Omit<SortOptions, 'outLimit'>): Dispatch[] {
     const { ctx, label } = this;
     const { n, inOffset, outOffset } = checkOptions(label, this.maxN, options);
     const k = Math.min(this.k, n);
-    if (this.fullSort) return this.fullSort.plan(buffers, { n, inOffset, outLimit: k, outOffset });
+    if (this.fullSort) return this.fullSort.dispatches(buffers, { n, inOffset, outLimit: k, outOffset });
     for (const [what, buffer, elements] of [
       ['keys', buffers.keys, inOffset + n],
       ['values', buffers.values, inOffset + n],

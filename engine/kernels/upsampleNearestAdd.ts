@@ -2,33 +2,38 @@
 // lateral + interpolate(top, size=lateral size, mode="nearest"), any sizes (odd ones included).
 
 import source from '../../shaders/upsample_nearest_add.wgsl';
-import type { GpuContext } from '../gpu.ts';
+import { nchw, type Tensor } from '../planner.ts';
+import type { Recorder } from '../recorder.ts';
 import { Dispatch } from './dispatch.ts';
 import { elementGrid } from './elementwise.ts';
 
-export function planUpsampleNearestAdd(
-  ctx: GpuContext,
-  shape: { planes: number; h: number; w: number; topH: number; topW: number },
-  buffers: { lateral: GPUBuffer; top: GPUBuffer; output: GPUBuffer },
-  label = 'upsampleNearestAdd',
-): Dispatch {
-  const kernel = ctx.kernel({ source, label });
-  const { grid, rowPitch } = elementGrid(ctx, shape.planes * shape.h * shape.w, kernel.workgroup[0]);
-  return Dispatch.create(
-    ctx,
-    kernel,
-    {
-      planes: shape.planes,
-      h: shape.h,
-      w: shape.w,
-      top_h: shape.topH,
-      top_w: shape.topW,
-      // torch: (float)input_size / output_size, in float32.
-      scale_h: Math.fround(shape.topH / shape.h),
-      scale_w: Math.fround(shape.topW / shape.w),
-      row_pitch: rowPitch,
-    },
-    buffers,
-    grid,
+/** Records lateral + nearest(top) (both [C, H, W] or [N, C, H, W]); returns the sum, lateral's shape. */
+export function recordUpsampleNearestAdd(rec: Recorder, lateral: Tensor, top: Tensor, label = 'upsampleNearestAdd'): Tensor {
+  const l = nchw(lateral);
+  const t = nchw(top);
+  if (l.batch !== t.batch || l.c !== t.c) throw new Error(`${label}: '${lateral.label}' [${lateral.shape}] and '${top.label}' [${top.shape}] differ in batch or channels`);
+  const output = rec.tensor(label, lateral.shape);
+  const planes = l.batch * l.c;
+  const kernel = rec.ctx.kernel({ source, label });
+  const { grid, rowPitch } = elementGrid(rec.ctx, planes * l.h * l.w, kernel.workgroup[0]);
+  rec.record(
+    Dispatch.create(
+      rec.ctx,
+      kernel,
+      {
+        planes,
+        h: l.h,
+        w: l.w,
+        top_h: t.h,
+        top_w: t.w,
+        // torch: (float)input_size / output_size, in float32.
+        scale_h: Math.fround(t.h / l.h),
+        scale_w: Math.fround(t.w / l.w),
+        row_pitch: rowPitch,
+      },
+      { lateral: lateral.buffer, top: top.buffer, output: output.buffer },
+      grid,
+    ),
   );
+  return output;
 }

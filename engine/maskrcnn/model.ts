@@ -10,16 +10,17 @@
 import { type AdapterReport } from '../device.ts';
 import { GpuContext } from '../gpu.ts';
 import type { Dispatch } from '../kernels/dispatch.ts';
-import { normalizationTable, PreprocessInput, resizePlan, type ResizePlan } from '../kernels/preprocess.ts';
-import { BufferPool } from '../planner.ts';
+import { normalizationTable, recordPreprocess, resizePlan, type ImageInput, type PreprocessBand, type ResizePlan } from '../kernels/preprocess.ts';
+import type { Tensor } from '../planner.ts';
+import { Recorder } from '../recorder.ts';
 import { encodeRleFromBits, type RleMask } from '../rle.ts';
 import { loadMaskRCNNWeights, maskrcnnParseOptions, type MaskRCNNWeights } from '../../weights-loader/maskrcnn.ts';
 import { parseSafetensors, type SafetensorsFile } from '../../weights-loader/safetensors.ts';
 import { ResNetFpn } from './backbone.ts';
 import { resolveOptions, type MaskRCNNOptions, type ResolvedOptions } from './options.ts';
-import { RoiHeads, type DetectionOutputs } from './roiHeads.ts';
-import { Rpn, type Destroyable } from './rpn.ts';
-import { STAGES, StageMarks, stagesFromTimestamps, TIMESTAMP_BYTES, TIMESTAMP_COUNT, type StagesMs } from './stages.ts';
+import { RoiHeads } from './roiHeads.ts';
+import { Rpn } from './rpn.ts';
+import { STAGES, stagesFromTimestamps, TIMESTAMP_BYTES, TIMESTAMP_COUNT, type StagesMs } from './stages.ts';
 
 export interface RgbImage {
   width: number;
@@ -65,22 +66,42 @@ interface GpuResults {
   stagesSource: SegmentResult['stagesSource'];
 }
 
+/** What the read-back copies: the kept count, the result rows and the masks. */
+interface PlanOutputs {
+  maxDetections: number;
+  /** u32[1]: detections kept. */
+  keptCount: Tensor;
+  /** [max][6]: x1 y1 x2 y2 (original image), score, label. */
+  result: Tensor;
+  /** [max][height][ceil(width / 32)] u32: bit-packed binary masks, LSB first. */
+  masks: Tensor;
+}
+
 interface ImagePlan {
   resize: ResizePlan;
-  pool: BufferPool;
-  keep: Destroyable[];
-  dispatches: Dispatch[];
-  /** `dispatches` split by stage, in STAGES order. */
+  rec: Recorder;
+  /** The recorded dispatches split by stage, in STAGES order. */
   stages: Dispatch[][];
   /** The image's input buffers (one per band of rows when it exceeds a binding) and their upload. */
-  image: PreprocessInput;
-  outputs: DetectionOutputs;
+  image: ImageInput;
+  outputs: PlanOutputs;
   headerStaging: GPUBuffer;
   maskStaging: GPUBuffer;
   headerBytes: number;
   /** Where the stage timestamps sit in headerStaging, after the header. */
   timestampOffset: number;
   maskBytes: number;
+}
+
+/** What a compiled plan for one input size holds (for tests and tools: the public view of a plan). */
+export interface PlanSummary {
+  resize: ResizePlan;
+  /** Bands of rows the image is uploaded and preprocessed in (one unless it exceeds a storage binding). */
+  bands: readonly PreprocessBand[];
+  /** Dispatches per stage. */
+  dispatches: Record<(typeof STAGES)[number], number>;
+  /** Intermediate buffers of the plan's pool and their bytes (reused by liveness). */
+  pool: { buffers: number; bytes: number };
 }
 
 const MAP_READ_COPY_DST = 0x01 | 0x08;
@@ -91,7 +112,7 @@ export class MaskRCNN {
   private readonly backbone: ResNetFpn;
   private readonly rpn: Rpn;
   private readonly heads: RoiHeads;
-  private readonly table: GPUBuffer;
+  private readonly table: Tensor;
   /** Present when the device has 'timestamp-query': one query set reused by every run. */
   private readonly timestamps?: { querySet: GPUQuerySet; resolve: GPUBuffer };
   private readonly plans = new Map<string, ImagePlan>();
@@ -111,7 +132,7 @@ export class MaskRCNN {
     this.backbone = new ResNetFpn(ctx, weights, this.options.precision);
     this.rpn = new Rpn(ctx, weights.rpn, this.options.precision);
     this.heads = new RoiHeads(ctx, weights, this.options.precision);
-    this.table = ctx.upload('normalization', normalizationTable(weights.meta.imageMean, weights.meta.imageStd));
+    this.table = { buffer: ctx.upload('normalization', normalizationTable(weights.meta.imageMean, weights.meta.imageStd)), shape: [256, 3], label: 'normalization' };
     if (ctx.device.features.has('timestamp-query')) {
       this.timestamps = {
         querySet: ctx.device.createQuerySet({ label: 'maskrcnn stage timestamps', type: 'timestamp', count: TIMESTAMP_COUNT }),
@@ -126,9 +147,7 @@ export class MaskRCNN {
 
   /** Segments one image. Calls are queued: results equal sequential calls. */
   segment(image: RgbImage, options: SegmentOptions = {}): Promise<SegmentResult> {
-    const run = this.queue.then(() => this.run(image, options.profile ?? false));
-    this.queue = run.catch(() => undefined);
-    return run;
+    return this.queued(() => this.run(image, options.profile ?? false));
   }
 
   private checkImage(image: RgbImage): 3 | 4 {
@@ -148,7 +167,7 @@ export class MaskRCNN {
     const channels = this.checkImage(image);
     this.ctx.assertAlive();
     // A plan whose creation raised a GPU error (out of memory, validation) holds invalid buffers: never keep it.
-    const plan = await this.ctx.checked('planning Mask R-CNN', () => this.planFor(image.height, image.width)).catch((e: unknown) => {
+    const plan = await this.ctx.checked('planning Mask R-CNN', () => this.plan(image.height, image.width)).catch((e: unknown) => {
       this.destroyPlan(`${image.height}x${image.width}`);
       throw e;
     });
@@ -205,12 +224,12 @@ export class MaskRCNN {
         plan.stages.forEach((list, i) => {
           const timestampWrites = { querySet: ts.querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 };
           const pass = encoder.beginComputePass({ label: `maskrcnn ${STAGES[i]}`, timestampWrites });
-          for (const d of list) d.record(pass);
+          plan.rec.encode(pass, list);
           pass.end();
         });
       } else {
         const pass = encoder.beginComputePass({ label: 'maskrcnn' });
-        for (const d of plan.dispatches) d.record(pass);
+        plan.rec.encode(pass);
         pass.end();
       }
       copyResults(encoder);
@@ -222,7 +241,7 @@ export class MaskRCNN {
       for (const [i, list] of plan.stages.entries()) {
         const encoder = device.createCommandEncoder({ label: `maskrcnn ${STAGES[i]}` });
         const pass = encoder.beginComputePass({ label: `maskrcnn ${STAGES[i]}` });
-        for (const d of list) d.record(pass);
+        plan.rec.encode(pass, list);
         pass.end();
         device.queue.submit([encoder.finish()]);
         await device.queue.onSubmittedWorkDone();
@@ -246,8 +265,35 @@ export class MaskRCNN {
     return { header, bits, stagesMs: cpuStages, stagesSource: cpuStages ? 'cpu' : null };
   }
 
+  /**
+   * Compiles (or takes from the cache) the plan for an original image size and describes it: the
+   * resize, the upload bands, dispatches per stage, the pool's buffers. Later segment() calls of
+   * that size reuse it.
+   */
+  async prepare(height: number, width: number): Promise<PlanSummary> {
+    const plan = await this.queued(() =>
+      this.ctx.checked('planning Mask R-CNN', () => this.plan(height, width)).catch((e: unknown) => {
+        this.destroyPlan(`${height}x${width}`);
+        throw e;
+      }),
+    );
+    return {
+      resize: plan.resize,
+      bands: plan.image.bands,
+      dispatches: Object.fromEntries(STAGES.map((s, i) => [s, plan.stages[i].length])) as PlanSummary['dispatches'],
+      pool: plan.rec.pool.stats,
+    };
+  }
+
+  private queued<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
   /** The compiled plan for an original image size (built on first use, cached LRU). */
-  planFor(height: number, width: number): ImagePlan {
+  private plan(height: number, width: number): ImagePlan {
+    if (this.destroyed) throw new Error('this model was destroyed; load it again');
     const key = `${height}x${width}`;
     const cached = this.plans.get(key);
     if (cached) {
@@ -257,6 +303,55 @@ export class MaskRCNN {
     }
     const o = this.options;
     const resize = resizePlan(height, width, o.minSize, o.maxSize);
+    this.checkLimits(height, width, resize);
+    const ctx = this.ctx;
+    const original = { height, width };
+    const rec = new Recorder(ctx, `maskrcnn ${key}`);
+    try {
+      // The data flow, stage by stage; each stage releases what it alone consumed.
+      rec.stage('preprocess');
+      const { image, output: input } = recordPreprocess(rec, resize, this.table, { maxBandBytes: this.inputBandBytes, label: `preprocess ${key}` });
+      rec.stage('backbone');
+      const c = this.backbone.recordBody(rec, input);
+      rec.release(input);
+      rec.stage('fpn');
+      const levels = this.backbone.recordFpn(rec, c);
+      rec.stage('rpn');
+      const proposals = this.rpn.record(rec, levels, resize, o);
+      rec.release(levels[4]);
+      rec.stage('boxHead');
+      const fpn = levels.slice(0, 4);
+      const det = this.heads.recordBoxes(rec, fpn, proposals, resize, original, o);
+      rec.stage('maskHead');
+      const probs = this.heads.recordMaskProbs(rec, fpn, det, resize);
+      rec.release(det.boxes);
+      rec.stage('paste');
+      const masks = this.heads.recordPaste(rec, probs, det, original, o);
+      rec.release(probs);
+
+      const outputs: PlanOutputs = { maxDetections: det.maxDetections, keptCount: det.keptCount, result: det.result, masks };
+      const headerBytes = 16 + outputs.maxDetections * 6 * 4;
+      const timestampOffset = Math.ceil(headerBytes / 8) * 8;
+      const maskBytes = masks.buffer.size;
+      const headerStaging = ctx.createBuffer(`result staging ${key}`, this.timestamps ? timestampOffset + TIMESTAMP_BYTES : headerBytes, MAP_READ_COPY_DST);
+      const maskStaging = ctx.createBuffer(`mask staging ${key}`, maskBytes, MAP_READ_COPY_DST);
+      rec.keep({ destroy: () => (ctx.release(headerStaging), ctx.release(maskStaging)) });
+      const plan: ImagePlan = { resize, rec, stages: rec.stages(STAGES), image, outputs, headerStaging, maskStaging, headerBytes, timestampOffset, maskBytes };
+      this.plans.set(key, plan);
+      // The plan just built is about to be used: even maxCachedPlans 0 keeps it until the next size.
+      while (this.plans.size > Math.max(1, this.maxCachedPlans)) {
+        const [oldest] = this.plans.keys();
+        this.destroyPlan(oldest);
+      }
+      return plan;
+    } catch (e) {
+      rec.destroy();
+      throw e;
+    }
+  }
+
+  /** Refuses sizes whose largest feature map or whose masks exceed a storage binding, naming the fix. */
+  private checkLimits(height: number, width: number, resize: ResizePlan): void {
     const limit = this.ctx.device.limits.maxStorageBufferBindingSize;
     const biggest = 4 * Math.max(64, this.weights.stem.cout) * (resize.paddedH / 2) * (resize.paddedW / 2);
     if (biggest > limit) {
@@ -265,6 +360,7 @@ export class MaskRCNN {
       );
     }
     // Masks are pasted at the original size, one bit a pixel per possible detection.
+    const o = this.options;
     const maskBytesPerDetection = height * Math.ceil(width / 32) * 4;
     if (o.detectionsPerImage * maskBytesPerDetection > limit) {
       const fits = Math.floor(limit / maskBytesPerDetection);
@@ -274,60 +370,13 @@ export class MaskRCNN {
           (fits ? `lower detectionsPerImage to ${fits} or less, or downscale the image` : 'downscale the image'),
       );
     }
-    const ctx = this.ctx;
-    const pool = new BufferPool(ctx);
-    const keep: Destroyable[] = [pool];
-    const dispatches: Dispatch[] = [];
-    const marks = new StageMarks(dispatches);
-    try {
-      const input = pool.tensor('input', [3, resize.paddedH, resize.paddedW]);
-      marks.mark('preprocess');
-      const image = new PreprocessInput(ctx, resize, { table: this.table, output: input.buffer }, this.inputBandBytes, `preprocess ${key}`);
-      keep.push(image);
-      dispatches.push(...image.dispatches);
-      marks.mark('backbone'); // the backbone marks where the FPN starts, the RoI heads the mask head and paste
-      const { levels } = this.backbone.plan(pool, { ...input, c: 3, h: resize.paddedH, w: resize.paddedW }, dispatches, marks.mark);
-      pool.release(input);
-      marks.mark('rpn');
-      const proposals = this.rpn.plan(pool, levels, resize, o, dispatches, keep);
-      marks.mark('boxHead');
-      const outputs = this.heads.plan(pool, levels, proposals, resize, { height, width }, o, dispatches, keep, marks.mark);
-      const stages = marks.split();
-      const headerBytes = 16 + outputs.maxDetections * 6 * 4;
-      const timestampOffset = Math.ceil(headerBytes / 8) * 8;
-      const maskBytes = outputs.masks.buffer.size;
-      const headerStaging = ctx.createBuffer(`result staging ${key}`, this.timestamps ? timestampOffset + TIMESTAMP_BYTES : headerBytes, MAP_READ_COPY_DST);
-      const maskStaging = ctx.createBuffer(`mask staging ${key}`, maskBytes, MAP_READ_COPY_DST);
-      keep.push({ destroy: () => (ctx.release(headerStaging), ctx.release(maskStaging)) });
-      keep.push(...dispatches);
-      const plan: ImagePlan = { resize, pool, keep, dispatches, stages, image, outputs, headerStaging, maskStaging, headerBytes, timestampOffset, maskBytes };
-      this.plans.set(key, plan);
-      // The plan just built is about to be used: even maxCachedPlans 0 keeps it until the next size.
-      while (this.plans.size > Math.max(1, this.maxCachedPlans)) {
-        const [oldest] = this.plans.keys();
-        this.destroyPlan(oldest);
-      }
-      return plan;
-    } catch (e) {
-      for (const d of dispatches) d.destroy();
-      for (const k of keep) k.destroy();
-      throw e;
-    }
   }
 
   private destroyPlan(key: string): void {
     const plan = this.plans.get(key);
     if (!plan) return;
     this.plans.delete(key);
-    for (const k of plan.keep) k.destroy();
-  }
-
-  /** MACs of the convolutional/linear layers for an original image size (dense count). */
-  macs(height: number, width: number): { backbone: number; rpn: number } {
-    const r = resizePlan(height, width, this.options.minSize, this.options.maxSize);
-    const grids = [4, 8, 16, 32].map((s) => ({ h: r.paddedH / s, w: r.paddedW / s }));
-    grids.push({ h: Math.floor((grids[3].h - 1) / 2) + 1, w: Math.floor((grids[3].w - 1) / 2) + 1 });
-    return { backbone: this.backbone.macs(r.paddedH, r.paddedW), rpn: this.rpn.macs(grids) };
+    plan.rec.destroy();
   }
 
   /** Frees every GPU buffer this model allocated (weights and all plans). */
@@ -338,7 +387,7 @@ export class MaskRCNN {
     this.backbone.destroy();
     this.rpn.destroy();
     this.heads.destroy();
-    this.ctx.release(this.table);
+    this.ctx.release(this.table.buffer);
     if (this.timestamps) {
       this.timestamps.querySet.destroy();
       this.ctx.release(this.timestamps.resolve);

@@ -6,40 +6,32 @@
 // read the kept count on the GPU and skip the padding RoIs (typically most of the 100 slots).
 
 import type { GpuContext } from '../gpu.ts';
+import { recordBoxPostprocess } from '../kernels/boxPostprocess.ts';
 import type { Conv2d, ConvPrecision } from '../kernels/conv2d.ts';
 import { ConvTranspose2d } from '../kernels/convTranspose2d.ts';
-import { planBoxPostprocess } from '../kernels/boxPostprocess.ts';
-import { planDetections } from '../kernels/detections.ts';
-import type { Dispatch } from '../kernels/dispatch.ts';
+import { recordDetections, type DetectionTensors } from '../kernels/detections.ts';
 import { Linear } from '../kernels/linear.ts';
-import { planMaskSelect } from '../kernels/maskSelect.ts';
+import { recordMaskSelect } from '../kernels/maskSelect.ts';
 import { GreedyNms } from '../kernels/nms.ts';
 import { PasteMasks } from '../kernels/pasteMasks.ts';
 import type { ResizePlan } from '../kernels/preprocess.ts';
 import { RoiAlignMultiLevel } from '../kernels/roiAlign.ts';
 import { SortDescending } from '../kernels/sort.ts';
-import type { BufferPool, Tensor } from '../planner.ts';
+import type { Tensor } from '../planner.ts';
+import type { Recorder } from '../recorder.ts';
 import type { MaskRCNNWeights } from '../../weights-loader/maskrcnn.ts';
-import { makeConv, type FeatureMap } from './backbone.ts';
+import { convFromParams } from './layers.ts';
 import type { ResolvedOptions } from './options.ts';
-import type { Destroyable, Proposals } from './rpn.ts';
-import type { StageMarker } from './stages.ts';
+import type { Proposals } from './rpn.ts';
 
 /** torchvision RoIHeads' box coder weights. */
 export const BOX_CODER_WEIGHTS: [number, number, number, number] = [10, 10, 5, 5];
 
-export interface DetectionOutputs {
+/** The box branch's result: what the mask branch and the read-back need. */
+export interface BoxDetections extends DetectionTensors {
   maxDetections: number;
   /** u32[1]: detections kept. */
   keptCount: Tensor;
-  /** [max][6]: x1 y1 x2 y2 (original image), score, label. */
-  result: Tensor;
-  /** [max][height][ceil(width / 32)] u32: bit-packed binary masks, LSB first. */
-  masks: Tensor;
-  /** [max][4] boxes in resized-image coordinates (before the scale back). */
-  boxes: Tensor;
-  /** [max][28][28] mask probabilities of the predicted class. */
-  maskProbs: Tensor;
 }
 
 export class RoiHeads {
@@ -63,137 +55,93 @@ export class RoiHeads {
     this.fc7 = lin(w.boxHead.fc7, true, 'roi_heads.box_head.fc7');
     this.clsScore = lin(w.boxPredictor.cls, false, 'roi_heads.box_predictor.cls_score');
     this.bboxPred = lin(w.boxPredictor.bbox, false, 'roi_heads.box_predictor.bbox_pred');
-    this.maskConvs = w.maskHead.map((p, i) => makeConv(ctx, p, `roi_heads.mask_head.${i}`, { relu: true, precision }));
+    this.maskConvs = w.maskHead.map((p, i) => convFromParams(ctx, p, `roi_heads.mask_head.${i}`, { relu: true, precision }));
     const d = w.maskPredictor.deconv;
     this.deconv = new ConvTranspose2d(ctx, { cin: d.cin, cout: d.cout, scale: d.scale, relu: true }, d.weight, d.bias, 'roi_heads.mask_predictor.conv5_mask');
-    this.maskLogits = makeConv(ctx, w.maskPredictor.logits, 'roi_heads.mask_predictor.mask_fcn_logits', { precision });
+    this.maskLogits = convFromParams(ctx, w.maskPredictor.logits, 'roi_heads.mask_predictor.mask_fcn_logits', { precision });
     this.numClasses = w.meta.numClasses;
     this.fpnChannels = w.fpn.layer[0].cout;
   }
 
-  plan(
-    pool: BufferPool,
-    levels: FeatureMap[],
-    proposals: Proposals,
-    resize: ResizePlan,
-    original: { height: number; width: number },
-    o: ResolvedOptions,
-    out: Dispatch[],
-    keep: Destroyable[],
-    mark?: StageMarker,
-  ): DetectionOutputs {
+  /**
+   * Records the box branch on P2..P5 (`fpn`, kept by the caller) for the proposals (released
+   * here): box head, postprocess, per-class NMS; returns the kept detections.
+   */
+  recordBoxes(rec: Recorder, fpn: Tensor[], proposals: Proposals, resize: ResizePlan, original: { height: number; width: number }, o: ResolvedOptions): BoxDetections {
     const ctx = this.ctx;
     const C = this.numClasses;
-    const K = proposals.maxProposals;
-    const fpn = levels.slice(0, 4);
-    const levelShapes = fpn.map((l) => ({ h: l.h, w: l.w }));
-
-    // ---- box branch ----------------------------------------------------------------------------
+    const K = proposals.boxes.shape[0];
     const boxAlign = new RoiAlignMultiLevel(ctx, { channels: this.fpnChannels, outputSize: 7, samplingRatio: 2, maxRois: K }, 'roi_heads.box_roi_pool');
-    keep.push(boxAlign);
-    const pooled = pool.tensor('box_roi_pool', [K, this.fpnChannels, 7, 7]);
-    out.push(
-      ...[boxAlign.plan({ features: fpn.map((l) => l.buffer), boxes: proposals.boxes.buffer, count: proposals.count.buffer, output: pooled.buffer }, { levels: levelShapes, imageHeight: resize.outH })].flat(),
+    const pooled = boxAlign.record(rec, { features: fpn, boxes: proposals.boxes, count: proposals.count, imageHeight: resize.outH });
+    const x6 = this.fc6.record(rec, pooled);
+    rec.release(pooled);
+    const x7 = this.fc7.record(rec, x6);
+    rec.release(x6);
+    const classLogits = this.clsScore.record(rec, x7);
+    const boxDeltas = this.bboxPred.record(rec, x7);
+    rec.release(x7);
+
+    const candidates = recordBoxPostprocess(
+      rec,
+      { maxProposals: K, classes: C, imageH: resize.outH, imageW: resize.outW, scoreThresh: o.boxScoreThresh, minSize: o.boxMinSize, weights: BOX_CODER_WEIGHTS },
+      { proposals: proposals.boxes, proposalCount: proposals.count, classLogits, boxDeltas },
+      'det.postprocess',
     );
-    const x6 = pool.tensor('fc6', [K, this.fc6.outFeatures]);
-    out.push(this.fc6.plan(K, { input: pooled.buffer, output: x6.buffer }));
-    pool.release(pooled);
-    const x7 = pool.tensor('fc7', [K, this.fc7.outFeatures]);
-    out.push(this.fc7.plan(K, { input: x6.buffer, output: x7.buffer }));
-    pool.release(x6);
-    const logits = pool.tensor('class_logits', [K, C]);
-    const deltas = pool.tensor('box_regression', [K, 4 * C]);
-    out.push(this.clsScore.plan(K, { input: x7.buffer, output: logits.buffer }));
-    out.push(this.bboxPred.plan(K, { input: x7.buffer, output: deltas.buffer }));
-    pool.release(x7);
+    rec.release(classLogits, boxDeltas, proposals.boxes, proposals.count);
 
     const n = K * (C - 1);
-    const candBoxes = pool.tensor('det.cand_boxes', [n, 4]);
-    const candKeys = pool.tensor('det.cand_keys', [n]);
-    const candGroup = pool.tensor('det.cand_group', [n]);
-    const candValid = pool.tensor('det.cand_valid', [n]);
-    out.push(
-      planBoxPostprocess(
-        ctx,
-        { maxProposals: K, classes: C, imageH: resize.outH, imageW: resize.outW, scoreThresh: o.boxScoreThresh, minSize: o.boxMinSize, weights: BOX_CODER_WEIGHTS },
-        {
-          proposals: proposals.boxes.buffer,
-          proposalCount: proposals.count.buffer,
-          classLogits: logits.buffer,
-          boxDeltas: deltas.buffer,
-          candBoxes: candBoxes.buffer,
-          candKeys: candKeys.buffer,
-          candGroup: candGroup.buffer,
-          candValid: candValid.buffer,
-        },
-      ),
-    );
-    pool.release(logits, deltas, proposals.boxes, proposals.count);
-
-    const order = pool.tensor('det.order', [n]);
-    const orderCount = pool.tensor('det.order_count', [1]);
-    const sort = new SortDescending(ctx, n, 'det.sort');
-    keep.push(sort);
-    out.push(...sort.plan({ keys: candKeys.buffer, valid: candValid.buffer, outValues: order.buffer, outCount: orderCount.buffer }));
-    pool.release(candValid);
+    const order = rec.tensor('det.order', [n]);
+    const orderCount = rec.tensor('det.order_count', [1]);
+    rec.keep(new SortDescending(ctx, n, 'det.sort')).record(rec, { keys: candidates.keys, valid: candidates.valid, outValues: order, outCount: orderCount });
+    rec.release(candidates.valid);
 
     const D = o.detectionsPerImage;
-    const kept = pool.tensor('det.kept', [D]);
-    const keptCount = pool.tensor('det.count', [1]);
+    const kept = rec.tensor('det.kept', [D]);
+    const keptCount = rec.tensor('det.count', [1]);
     const nms = new GreedyNms(ctx, { iouThreshold: o.boxNmsThresh, maxKeep: D, coordinateTrickMaxCount: o.nmsCoordinateTrickMax }, 'det.nms');
-    keep.push(nms);
-    out.push(nms.plan({ boxes: candBoxes.buffer, groups: candGroup.buffer, order: order.buffer, count: orderCount.buffer, keep: kept.buffer, keepCount: keptCount.buffer }, n));
-    pool.release(order, orderCount);
+    nms.record(rec, { boxes: candidates.boxes, groups: candidates.group, order, count: orderCount, keep: kept, keepCount: keptCount }, n);
+    rec.release(order, orderCount);
 
-    const boxes = pool.tensor('det.boxes', [D, 4]);
-    const result = pool.tensor('det.result', [D, 6]);
-    const labels = pool.tensor('det.labels', [D]);
-    const origBoxes = pool.tensor('det.orig_boxes', [D, 4]);
-    out.push(
-      planDetections(
-        ctx,
-        // transform.postprocess: ratio = float32(original) / float32(resized).
-        { maxDetections: D, ratioH: Math.fround(original.height / resize.outH), ratioW: Math.fround(original.width / resize.outW) },
-        { candBoxes: candBoxes.buffer, candKeys: candKeys.buffer, candGroup: candGroup.buffer, kept: kept.buffer, keptCount: keptCount.buffer, boxes: boxes.buffer, result: result.buffer, labels: labels.buffer, origBoxes: origBoxes.buffer },
-      ),
+    const detections = recordDetections(
+      rec,
+      // transform.postprocess: ratio = float32(original) / float32(resized).
+      { maxDetections: D, ratioH: Math.fround(original.height / resize.outH), ratioW: Math.fround(original.width / resize.outW) },
+      { candidates: { ...candidates }, kept, keptCount },
+      'det',
     );
-    pool.release(candBoxes, candKeys, candGroup, kept);
+    rec.release(candidates.boxes, candidates.keys, candidates.group, kept);
+    return { ...detections, maxDetections: D, keptCount };
+  }
 
-    // ---- mask branch ---------------------------------------------------------------------------
-    mark?.('maskHead');
-    const maskAlign = new RoiAlignMultiLevel(ctx, { channels: this.fpnChannels, outputSize: 14, samplingRatio: 2, maxRois: D }, 'roi_heads.mask_roi_pool');
-    keep.push(maskAlign);
-    let x = pool.tensor('mask_roi_pool', [D, this.fpnChannels, 14, 14]);
-    out.push(...[maskAlign.plan({ features: fpn.map((l) => l.buffer), boxes: boxes.buffer, count: keptCount.buffer, output: x.buffer }, { levels: levelShapes, imageHeight: resize.outH })].flat());
-    for (const l of levels) pool.release(l);
-    let size = 14;
+  /**
+   * Records the mask branch for the kept detections on P2..P5 (released here): RoIAlign 14x14,
+   * the mask head, the predicted class's probabilities; returns them, [D, 28, 28].
+   */
+  recordMaskProbs(rec: Recorder, fpn: Tensor[], det: BoxDetections, resize: ResizePlan): Tensor {
+    const D = det.maxDetections;
+    const maskAlign = new RoiAlignMultiLevel(this.ctx, { channels: this.fpnChannels, outputSize: 14, samplingRatio: 2, maxRois: D }, 'roi_heads.mask_roi_pool');
+    let x = maskAlign.record(rec, { features: fpn, boxes: det.boxes, count: det.keptCount, imageHeight: resize.outH });
+    rec.release(...fpn);
     for (const conv of this.maskConvs) {
-      const y = pool.tensor(conv.label, [D, conv.spec.cout, size, size]);
-      out.push(conv.plan({ batch: D, h: size, w: size }, { input: x.buffer, output: y.buffer, batchLimit: keptCount.buffer }));
-      pool.release(x);
+      const y = conv.record(rec, x, { batchLimit: det.keptCount });
+      rec.release(x);
       x = y;
     }
-    const up = pool.tensor('conv5_mask', [D, this.deconv.spec.cout, size * 2, size * 2]);
-    out.push(this.deconv.plan({ batch: D, h: size, w: size }, { input: x.buffer, output: up.buffer, batchLimit: keptCount.buffer }));
-    pool.release(x);
-    size *= 2;
-    const maskLogits = pool.tensor('mask_logits', [D, C, size, size]);
-    out.push(this.maskLogits.plan({ batch: D, h: size, w: size }, { input: up.buffer, output: maskLogits.buffer, batchLimit: keptCount.buffer }));
-    pool.release(up);
-    const maskProbs = pool.tensor('mask_probs', [D, size, size]);
-    out.push(planMaskSelect(ctx, { maxDetections: D, classes: C, pixels: size * size }, { logits: maskLogits.buffer, labels: labels.buffer, keptCount: keptCount.buffer, probs: maskProbs.buffer }));
-    pool.release(maskLogits, labels);
+    const up = this.deconv.record(rec, x, { batchLimit: det.keptCount });
+    rec.release(x);
+    const logits = this.maskLogits.record(rec, up, { batchLimit: det.keptCount });
+    rec.release(up);
+    const probs = recordMaskSelect(rec, { logits, labels: det.labels, keptCount: det.keptCount }, 'mask_probs');
+    rec.release(logits, det.labels);
+    return probs;
+  }
 
-    const rowWords = Math.ceil(original.width / 32);
-    const masks = pool.tensor('masks', [D, original.height, rowWords]);
-    const paste = new PasteMasks(ctx, { maxMasks: D, maskSize: size }, 'paste_masks');
-    keep.push(paste);
-    mark?.('paste');
-    out.push(
-      ...[paste.plan({ probs: maskProbs.buffer, boxes: origBoxes.buffer, count: keptCount.buffer, output: masks.buffer }, { height: original.height, width: original.width, threshold: o.maskThreshold })].flat(),
-    );
-    pool.release(origBoxes);
-    return { maxDetections: D, keptCount, result, masks, boxes, maskProbs };
+  /** Records paste_masks_in_image at the original size; returns the bit-packed masks [D, H, ceil(W / 32)]. */
+  recordPaste(rec: Recorder, probs: Tensor, det: BoxDetections, original: { height: number; width: number }, o: ResolvedOptions): Tensor {
+    const paste = rec.keep(new PasteMasks(this.ctx, { maxMasks: det.maxDetections, maskSize: probs.shape[1] }, 'paste_masks'));
+    const masks = paste.record(rec, { probs, boxes: det.origBoxes, count: det.keptCount }, { height: original.height, width: original.width, threshold: o.maskThreshold });
+    rec.release(det.origBoxes);
+    return masks;
   }
 
   destroy(): void {

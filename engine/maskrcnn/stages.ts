@@ -1,46 +1,17 @@
-// Per-stage timing of one Mask R-CNN run. The plan marks where each stage's dispatches begin;
+// Per-stage timing of one Mask R-CNN run. The plan marks where each stage's dispatches begin
+// (Recorder.stage);
 // with the 'timestamp-query' feature every stage becomes its own compute pass writing a GPU
 // timestamp at its beginning and end (still one encoder and one submit, the resolved timestamps
 // read back in the result's mapping); without it, profiling submits stage by stage and waits for
 // each on the CPU.
 
-import type { Dispatch } from '../kernels/dispatch.ts';
-
 export const STAGES = ['preprocess', 'backbone', 'fpn', 'rpn', 'boxHead', 'maskHead', 'paste'] as const;
 export type StageName = (typeof STAGES)[number];
 export type StagesMs = Record<StageName, number>;
 
-/** Called by the plan code just before it pushes the first dispatch of a stage. */
-export type StageMarker = (stage: StageName) => void;
-
 /** Two timestamps (beginning, end of pass) per stage. */
 export const TIMESTAMP_COUNT = 2 * STAGES.length;
 export const TIMESTAMP_BYTES = 8 * TIMESTAMP_COUNT;
-
-/** Records where each stage starts in `dispatches` as the plan code pushes them. */
-export class StageMarks {
-  private readonly starts = new Map<StageName, number>();
-
-  constructor(private readonly dispatches: readonly Dispatch[]) {}
-
-  readonly mark: StageMarker = (stage) => {
-    if (this.starts.has(stage)) throw new Error(`stage '${stage}' was marked twice while planning`);
-    this.starts.set(stage, this.dispatches.length);
-  };
-
-  /** The dispatches split by stage, in STAGES order; every stage must have been marked in order. */
-  split(): Dispatch[][] {
-    const starts = STAGES.map((s) => {
-      const at = this.starts.get(s);
-      if (at === undefined) throw new Error(`the plan never marked stage '${s}'`);
-      return at;
-    });
-    if (starts[0] !== 0 || starts.some((s, i) => i > 0 && s < starts[i - 1])) {
-      throw new Error(`stage marks out of order: ${STAGES.map((s, i) => `${s}@${starts[i]}`).join(' ')}`);
-    }
-    return starts.map((s, i) => this.dispatches.slice(s, starts[i + 1] ?? this.dispatches.length));
-  }
-}
 
 /**
  * Stage durations from the resolved timestamps (ns, [begin, end] per stage). Returns null unless
