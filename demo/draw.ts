@@ -4,7 +4,7 @@
 // Colours come from the library's instanceColor(index in the result), so a detection keeps its
 // colour while the score threshold changes which ones are shown.
 
-import { instanceColor, type Detection } from '../engine/index.ts';
+import { instanceColor, type Detection } from '../index.ts';
 import type { Pixels } from './image.ts';
 
 const MASK_ALPHA = 0.45;

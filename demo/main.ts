@@ -8,7 +8,7 @@
 // (the model's own threshold, default torchvision's 0.05; the slider only filters above it).
 // window.maskgpuDemo exposes the state to automation (tests/demo.test.ts, bench/browser.ts).
 
-import { describeAdapter, rleArea, type MaskRCNNOptions, type SegmentResult } from '../engine/index.ts';
+import { describeAdapter, rleArea, type MaskRCNNOptions, type SegmentResult } from '../index.ts';
 import { drawDetections } from './draw.ts';
 import { decodeImage, fetchImage, type Pixels } from './image.ts';
 import { DemoSession, type ModelInfo } from './session.ts';

@@ -4,7 +4,7 @@
 // benchmark drive it too, through window.maskgpuDemo.
 //
 // Imports name the engine sources so that TypeScript checks them; the demo build maps
-// '../engine/index.ts' to the library bundle (/maskgpu.js), so the page runs the real bundle.
+// '../index.ts' to the library bundle (/maskgpu.js), so the page runs the real bundle.
 
 import {
   GpuContext,
@@ -19,7 +19,7 @@ import {
   type RgbImage,
   type SafetensorsFile,
   type SegmentResult,
-} from '../engine/index.ts';
+} from '../index.ts';
 
 export interface SessionOptions {
   weightsUrl: string;

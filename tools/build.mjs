@@ -8,7 +8,7 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 
 export async function bundle(outfile = `${root}dist/maskgpu.js`, { minify = false } = {}) {
   await build({
-    entryPoints: [`${root}engine/index.ts`],
+    entryPoints: [`${root}index.ts`],
     outfile,
     bundle: true,
     format: 'esm',

@@ -35,9 +35,9 @@ const TYPES = {
 const useLibraryBundle = {
   name: 'maskgpu-library-bundle',
   setup(b) {
-    b.onResolve({ filter: /^\.\.\/(engine|prune|weights-loader|eval)\// }, (args) => {
-      if (args.path === '../engine/index.ts') return { path: './maskgpu.js', external: true };
-      return { errors: [{ text: `${args.importer} imports ${args.path}: the demo must use the library only through '../engine/index.ts' (the bundle's entry)` }] };
+    b.onResolve({ filter: /^\.\.\/(index\.ts$|(engine|prune|weights-loader|eval|io)\/)/ }, (args) => {
+      if (args.path === '../index.ts') return { path: './maskgpu.js', external: true };
+      return { errors: [{ text: `${args.importer} imports ${args.path}: the demo must use the library only through '../index.ts' (the bundle's entry)` }] };
     });
   },
 };
