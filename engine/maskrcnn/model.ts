@@ -5,12 +5,11 @@
 // bit-packed masks, in one mapping). Concurrent segment() calls on one model are queued.
 // Each run also reports how long each stage took (stages.ts): from GPU timestamps when the device
 // has them (one compute pass per stage, same single submit), else with { profile: true } from
-// the CPU, submitting stage by stage.
+// the CPU, submitting stage by stage (running a plan: execute.ts).
 
 import { type AdapterReport } from '../device.ts';
 import { GpuContext } from '../gpu.ts';
-import type { Dispatch } from '../kernels/dispatch.ts';
-import { normalizationTable, recordPreprocess, resizePlan, type ImageInput, type PreprocessBand, type ResizePlan } from '../kernels/preprocess.ts';
+import { normalizationTable, recordPreprocess, resizePlan, type PreprocessBand, type ResizePlan } from '../kernels/preprocess.ts';
 import type { Tensor } from '../planner.ts';
 import { Recorder } from '../recorder.ts';
 import { encodeRleFromBits, type RleMask } from '../rle.ts';
@@ -20,7 +19,8 @@ import { ResNetFpn } from './backbone.ts';
 import { resolveOptions, type MaskRCNNOptions, type ResolvedOptions } from './options.ts';
 import { RoiHeads } from './roiHeads.ts';
 import { Rpn } from './rpn.ts';
-import { STAGES, stagesFromTimestamps, TIMESTAMP_BYTES, TIMESTAMP_COUNT, type StagesMs } from './stages.ts';
+import { executePlan, type ImagePlan, type PlanOutputs, type StageTimestamps } from './execute.ts';
+import { STAGES, TIMESTAMP_BYTES, TIMESTAMP_COUNT, type StagesMs } from './stages.ts';
 
 export interface RgbImage {
   width: number;
@@ -59,40 +59,6 @@ export interface SegmentOptions {
   profile?: boolean;
 }
 
-interface GpuResults {
-  header: Float32Array;
-  bits: Uint32Array;
-  stagesMs: StagesMs | null;
-  stagesSource: SegmentResult['stagesSource'];
-}
-
-/** What the read-back copies: the kept count, the result rows and the masks. */
-interface PlanOutputs {
-  maxDetections: number;
-  /** u32[1]: detections kept. */
-  keptCount: Tensor;
-  /** [max][6]: x1 y1 x2 y2 (original image), score, label. */
-  result: Tensor;
-  /** [max][height][ceil(width / 32)] u32: bit-packed binary masks, LSB first. */
-  masks: Tensor;
-}
-
-interface ImagePlan {
-  resize: ResizePlan;
-  rec: Recorder;
-  /** The recorded dispatches split by stage, in STAGES order. */
-  stages: Dispatch[][];
-  /** The image's input buffers (one per band of rows when it exceeds a binding) and their upload. */
-  image: ImageInput;
-  outputs: PlanOutputs;
-  headerStaging: GPUBuffer;
-  maskStaging: GPUBuffer;
-  headerBytes: number;
-  /** Where the stage timestamps sit in headerStaging, after the header. */
-  timestampOffset: number;
-  maskBytes: number;
-}
-
 /** What a compiled plan for one input size holds (for tests and tools: the public view of a plan). */
 export interface PlanSummary {
   resize: ResizePlan;
@@ -114,7 +80,7 @@ export class MaskRCNN {
   private readonly heads: RoiHeads;
   private readonly table: Tensor;
   /** Present when the device has 'timestamp-query': one query set reused by every run. */
-  private readonly timestamps?: { querySet: GPUQuerySet; resolve: GPUBuffer };
+  private readonly timestamps?: StageTimestamps;
   private readonly plans = new Map<string, ImagePlan>();
   private queue: Promise<unknown> = Promise.resolve();
   private destroyed = false;
@@ -174,7 +140,7 @@ export class MaskRCNN {
     const t1 = performance.now();
 
     plan.image.write(image.data, channels);
-    const { header, bits, stagesMs, stagesSource } = await this.ctx.checked('running Mask R-CNN', () => this.execute(plan, profile));
+    const { header, bits, stagesMs, stagesSource } = await this.ctx.checked('running Mask R-CNN', () => executePlan(this.ctx.device, plan, this.timestamps, profile));
     const t2 = performance.now();
 
     const count = new Uint32Array(header.buffer, 0, 1)[0];
@@ -202,67 +168,6 @@ export class MaskRCNN {
       stagesSource,
       adapter: this.ctx.report,
     };
-  }
-
-  /** Records and submits the plan and maps the results (one submit unless CPU-profiling). */
-  private async execute(plan: ImagePlan, profile: boolean): Promise<GpuResults> {
-    const device = this.ctx.device;
-    const ts = this.timestamps;
-    const copyResults = (encoder: GPUCommandEncoder) => {
-      encoder.copyBufferToBuffer(plan.outputs.keptCount.buffer, 0, plan.headerStaging, 0, 4);
-      encoder.copyBufferToBuffer(plan.outputs.result.buffer, 0, plan.headerStaging, 16, plan.headerBytes - 16);
-      encoder.copyBufferToBuffer(plan.outputs.masks.buffer, 0, plan.maskStaging, 0, plan.maskBytes);
-      if (ts) {
-        encoder.resolveQuerySet(ts.querySet, 0, TIMESTAMP_COUNT, ts.resolve, 0);
-        encoder.copyBufferToBuffer(ts.resolve, 0, plan.headerStaging, plan.timestampOffset, TIMESTAMP_BYTES);
-      }
-    };
-    let cpuStages: StagesMs | null = null;
-    if (ts || !profile) {
-      const encoder = device.createCommandEncoder({ label: 'maskrcnn' });
-      if (ts) {
-        plan.stages.forEach((list, i) => {
-          const timestampWrites = { querySet: ts.querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 };
-          const pass = encoder.beginComputePass({ label: `maskrcnn ${STAGES[i]}`, timestampWrites });
-          plan.rec.encode(pass, list);
-          pass.end();
-        });
-      } else {
-        const pass = encoder.beginComputePass({ label: 'maskrcnn' });
-        plan.rec.encode(pass);
-        pass.end();
-      }
-      copyResults(encoder);
-      device.queue.submit([encoder.finish()]);
-    } else {
-      // One submit per stage, each waited for: the time between completions is the stage's.
-      const times: Partial<StagesMs> = {};
-      let last = performance.now();
-      for (const [i, list] of plan.stages.entries()) {
-        const encoder = device.createCommandEncoder({ label: `maskrcnn ${STAGES[i]}` });
-        const pass = encoder.beginComputePass({ label: `maskrcnn ${STAGES[i]}` });
-        plan.rec.encode(pass, list);
-        pass.end();
-        device.queue.submit([encoder.finish()]);
-        await device.queue.onSubmittedWorkDone();
-        const now = performance.now();
-        times[STAGES[i]] = now - last;
-        last = now;
-      }
-      cpuStages = times as StagesMs;
-      const encoder = device.createCommandEncoder({ label: 'maskrcnn results' });
-      copyResults(encoder);
-      device.queue.submit([encoder.finish()]);
-    }
-    await Promise.all([plan.headerStaging.mapAsync(0x0001), plan.maskStaging.mapAsync(0x0001)]);
-    const header = new Float32Array(plan.headerStaging.getMappedRange(0, plan.headerBytes).slice(0));
-    const bits = new Uint32Array(plan.maskStaging.getMappedRange(0, plan.maskBytes).slice(0));
-    const raw = ts ? new BigUint64Array(plan.headerStaging.getMappedRange(plan.timestampOffset, TIMESTAMP_BYTES).slice(0)) : undefined;
-    plan.headerStaging.unmap();
-    plan.maskStaging.unmap();
-    const gpuStages = raw ? stagesFromTimestamps(raw) : null;
-    if (gpuStages) return { header, bits, stagesMs: gpuStages, stagesSource: 'gpu-timestamps' };
-    return { header, bits, stagesMs: cpuStages, stagesSource: cpuStages ? 'cpu' : null };
   }
 
   /**
