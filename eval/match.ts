@@ -52,6 +52,8 @@ export interface DetectionGate {
  * fused multiply-adds differ. Used by the benchmarks before they time anything and by the demo test.
  */
 export const SAME_DETECTIONS: DetectionGate = { name: 'same detections', minBoxIou: 0.99, maxScoreError: 1e-3, minMaskIou: 0.98 };
+/** Bit-for-bit the same boxes, scores, labels and masks: a run repeated on one device (soak, determinism). */
+export const IDENTICAL_DETECTIONS: DetectionGate = { name: 'identical detections', minBoxIou: 1, maxScoreError: 0, minMaskIou: 1 };
 
 export interface DetectionComparison {
   ok: boolean;

@@ -21,6 +21,7 @@ import { maskrcnnParseOptions } from '../weights-loader/maskrcnn.ts';
 import { parseSafetensors } from '../weights-loader/safetensors.ts';
 import { parseCommandLine, UsageError } from '../io/args.ts';
 import { BUNDLED_MODEL } from '../io/bundled.ts';
+import { IDENTICAL_DETECTIONS, sameDetections } from '../eval/match.ts';
 
 /** Heap growth after the warm-up that counts as a leak (one segmentation's JS objects are about 100 KB). */
 export const HEAP_SLACK_MIB = 8;
@@ -91,10 +92,6 @@ function heapMib(): number | undefined {
   return mib(process.memoryUsage().heapUsed);
 }
 
-function sameDetections(a: SegmentResult, b: SegmentResult): boolean {
-  return JSON.stringify(a.detections) === JSON.stringify(b.detections);
-}
-
 export async function runSoak(ctx: GpuContext, options: SoakOptions): Promise<SoakReport> {
   const log = options.log ?? (() => undefined);
   const sizes = (options.sizes ?? DEFAULT_SIZES).slice(0, 6);
@@ -130,7 +127,7 @@ export async function runSoak(ctx: GpuContext, options: SoakOptions): Promise<So
     const result = await model.segment(images[s]);
     const first = firstResult.get(s);
     if (!first) firstResult.set(s, result);
-    else if (!sameDetections(first, result)) failures.push(`segmentation ${i} (${sizes[s].join('x')}) differs from the first one of that size`);
+    else if (sameDetections(result.detections, first.detections, IDENTICAL_DETECTIONS)) failures.push(`segmentation ${i} (${sizes[s].join('x')}) differs from the first one of that size`);
     const m = memory();
     after.push({ buffers: m.buffers, bytes: m.bytes });
     const prev = after[i - pattern.length];
