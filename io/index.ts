@@ -9,6 +9,7 @@
 //   split.ts     COCO-format splits on disk (loadSplit, predictSplit) and COCO results files
 //   bundled.ts   where the bundled model, samples and dataset are (BUNDLED_MODEL, ...)
 //   args.ts      the one command-line parser (parseCommandLine, parseScriptArgs)
+//   progress.ts  progress bars (terminal) or periodic lines (logs) with an ETA for long runs
 //   tiles.ts     the conv tile tuner's cache file, applied to a context only when asked (useCachedConvTiling)
 
 export * from './image.ts';
@@ -19,3 +20,4 @@ export * from './split.ts';
 export * from './bundled.ts';
 export * from './args.ts';
 export * from './tiles.ts';
+export * from './progress.ts';
