@@ -1,8 +1,11 @@
-// The demo page: loads the bundled model (weights cached in the Cache API), segments a bundled
-// sample or the user's image, draws the result, re-filters by score without re-running, and
-// prunes the model on the GPU at a chosen ratio. Every failure is shown in the page.
+// The demo page: loads the bundled model (weights cached in the Cache API) or the user's own
+// weights (a local file picked or dropped, or ?weights=URL), segments a bundled sample or the
+// user's image, draws the result, re-filters by score without re-running, prunes the model on the
+// GPU at a chosen ratio and offers the pruned weights as a download. Every failure is shown in the
+// page; weights that fail to load leave the previous model in use.
 //
-// Address parameters: sample=shapes_0|shapes_1|shapes_2, autorun=0 (do not segment on load),
+// Address parameters: weights=URL (a safetensors file on this server, or on one that allows CORS;
+// the bundled model if it fails), sample=shapes_0|shapes_1|shapes_2, autorun=0 (do not segment on load),
 // featureLevel=compatibility (a compatibility-mode adapter, e.g. OpenGL ES: see bench/README.md),
 // minSize=N and maxSize=N (the resize; default from the weights' metadata), boxScoreThresh=S
 // (the model's own threshold, default torchvision's 0.05; the slider only filters above it).
@@ -11,7 +14,7 @@
 import { describeAdapter, rleArea, type MaskRCNNOptions, type SegmentResult } from '../index.ts';
 import { drawDetections } from './draw.ts';
 import { decodeImage, fetchImage, type Pixels } from './image.ts';
-import { DemoSession, type ModelInfo } from './session.ts';
+import { DemoSession, fileNameOf, prunedFileName, type ModelInfo, type Progress, type WeightsInfo } from './session.ts';
 
 export interface DemoState {
   session?: DemoSession;
@@ -21,6 +24,8 @@ export interface DemoState {
   runs: number;
   /** Detections drawn at the current threshold. */
   shown: number;
+  /** Pruned weights files offered for download. */
+  downloads: number;
   busy: boolean;
   error?: string;
 }
@@ -31,13 +36,18 @@ declare global {
   }
 }
 
-const WEIGHTS_URL = 'models/maskgpu-shapes.safetensors';
-const state: DemoState = { runs: 0, shown: 0, busy: false };
+const BUNDLED_WEIGHTS = 'models/maskgpu-shapes.safetensors';
+const state: DemoState = { runs: 0, shown: 0, downloads: 0, busy: false };
 window.maskgpuDemo = state;
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const ui = {
   error: $<HTMLDivElement>('error'),
+  weightsInfo: $<HTMLDListElement>('weights-info'),
+  weightsFile: $<HTMLInputElement>('weights-file'),
+  bundled: $<HTMLButtonElement>('bundled'),
+  download: $<HTMLButtonElement>('download'),
+  downloadNote: $<HTMLParagraphElement>('download-note'),
   status: $<HTMLSpanElement>('status-text'),
   progress: $<HTMLProgressElement>('progress'),
   sample: $<HTMLSelectElement>('sample'),
@@ -62,6 +72,7 @@ const ui = {
 
 const fmtMs = (ms: number) => (ms >= 100 ? `${ms.toFixed(0)} ms` : `${ms.toFixed(1)} ms`);
 const fmtInt = (n: number) => n.toLocaleString('en-US');
+const fmtBytes = (n: number) => (n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(1)} MiB` : `${(n / 1024).toFixed(0)} KiB`);
 
 function setStatus(text: string): void {
   ui.status.textContent = text;
@@ -79,7 +90,8 @@ function showError(e: unknown): void {
 function setBusy(busy: boolean): void {
   state.busy = busy;
   const ready = !!state.session && !busy;
-  for (const el of [ui.run, ui.prune, ui.sample, ui.file]) el.disabled = !ready;
+  for (const el of [ui.run, ui.prune, ui.sample, ui.file, ui.weightsFile, ui.bundled]) el.disabled = !ready;
+  ui.download.disabled = !ready || !state.session!.info.ratio;
   document.body.dataset.state = busy ? 'busy' : state.error ? 'error' : state.session ? 'ready' : 'loading';
 }
 
@@ -123,6 +135,35 @@ function fillList(dl: HTMLDListElement, items: Array<[string, string]>): void {
   }));
 }
 
+/** At most this many class names are listed; the rest are counted. */
+const CLASSES_LISTED = 12;
+
+function renderWeights(w: WeightsInfo): void {
+  const names = w.classes.slice(1);
+  const listed = names.length > CLASSES_LISTED ? `${names.slice(0, CLASSES_LISTED).join(', ')}, … (${names.length - CLASSES_LISTED} more)` : names.join(', ');
+  const source =
+    w.source === 'file'
+      ? 'a local file (not cached)'
+      : `${w.source === 'bundled' ? 'bundled, ' : ''}${w.fromCache ? 'from the Cache API (no download)' : 'downloaded (now cached)'}`;
+  const pruned = w.metadata.pruning ? ' (a pruned file)' : '';
+  fillList(ui.weightsInfo, [
+    ['Name', `${w.name}${pruned}`],
+    ['Source', source],
+    ['Classes', `${names.length} + background: ${listed}`],
+    ['Parameters', fmtInt(w.params)],
+    ['Size', `${fmtBytes(w.bytes)}, ${w.dtypes}`],
+    ['Resize', `shorter side ${w.minSize}, longer at most ${w.maxSize}`],
+  ]);
+  ui.weightsInfo.dataset.name = w.name;
+  ui.weightsInfo.dataset.classes = JSON.stringify(w.classes);
+  ui.weightsInfo.dataset.params = String(w.params);
+  ui.weightsInfo.dataset.bytes = String(w.bytes);
+  const classesDd = ui.weightsInfo.querySelectorAll('dd')[2];
+  classesDd.title = names.join(', ');
+  ui.bundled.hidden = w.source === 'bundled';
+  if (w.url && w.source === 'url') ui.weightsInfo.querySelector('dd')!.title = w.url;
+}
+
 function renderModelInfo(info: ModelInfo): void {
   const dense = state.session!.denseInfo;
   const items: Array<[string, string]> = [['Model', info.ratio ? `pruned, ${(info.ratio * 100).toFixed(0)} % of channels removed` : 'dense']];
@@ -135,6 +176,9 @@ function renderModelInfo(info: ModelInfo): void {
   }
   fillList(ui.modelInfo, items);
   ui.modelInfo.dataset.params = String(info.params);
+  ui.downloadNote.textContent = info.ratio
+    ? `The pruned model as a safetensors file (${prunedFileName(state.session!.weights.name, info.ratio)}), for maskgpu segment --weights or another page.`
+    : 'Prune first: the file is the narrower model this page runs, for maskgpu segment --weights.';
 }
 
 function renderAdapter(session: DemoSession): void {
@@ -144,7 +188,6 @@ function renderAdapter(session: DemoSession): void {
     ['Feature level', session.featureLevel === 'compatibility' ? 'compatibility (asked for in the address)' : 'core'],
     ['Optional features', r.features.join(', ') || 'none'],
     ['Largest storage binding', `${(r.limits.maxStorageBufferBindingSize / 2 ** 20).toFixed(0)} MiB`],
-    ['Weights', session.weightsFromCache ? 'from the Cache API (no download)' : 'downloaded (now cached)'],
   ]);
 }
 
@@ -182,7 +225,7 @@ function render(): void {
 function setImage(image: Pixels): void {
   state.image = image;
   state.result = undefined;
-  ui.caption.textContent = `${image.name}, ${image.width}×${image.height}. Drop another image here to segment it.`;
+  ui.caption.textContent = `${image.name}, ${image.width}×${image.height}. Drop another image here to segment it, or a .safetensors file to use it as the model.`;
   render();
 }
 
@@ -207,6 +250,45 @@ function numberParam(params: URLSearchParams, name: string, integer: boolean): n
   return x;
 }
 
+/** Progress bar and status while weights download (or come from the cache). */
+function weightsProgress(name: string): Progress {
+  ui.progress.hidden = false;
+  ui.progress.removeAttribute('value');
+  return (loaded, total, source) => {
+    if (total) ui.progress.max = total;
+    ui.progress.value = loaded;
+    setStatus(`${source === 'cache' ? 'Reading cached' : 'Downloading'} ${name}: ${(loaded / 2 ** 20).toFixed(1)}${total ? ` of ${(total / 2 ** 20).toFixed(1)}` : ''} MiB…`);
+  };
+}
+
+/** Shows a newly loaded model: its weights, the dense model's info, the pruning slider back at 0. */
+function modelLoaded(weights: WeightsInfo): void {
+  ui.progress.hidden = true;
+  state.result = undefined;
+  render();
+  renderWeights(weights);
+  renderModelInfo(state.session!.info);
+  ui.ratio.value = '0';
+  ui.ratioValue.textContent = '0 %';
+  setStatus(`Loaded ${weights.name}: ${weights.classes.length - 1} classes, ${fmtInt(weights.params)} parameters.`);
+}
+
+/** Loads other weights; the current model stays if they fail. Segments the current image with them. */
+async function loadWeights(load: (session: DemoSession) => Promise<WeightsInfo>): Promise<void> {
+  const session = state.session!;
+  const previous = session.weights.name;
+  let weights: WeightsInfo;
+  try {
+    weights = await load(session);
+  } catch (e) {
+    ui.progress.hidden = true;
+    const message = e instanceof Error ? e.message : String(e);
+    throw new Error(`${message}\nThe previous model (${previous}) is still loaded.`);
+  }
+  modelLoaded(weights);
+  if (state.image) await segment();
+}
+
 async function start(): Promise<void> {
   const params = new URLSearchParams(location.search);
   const sample = params.get('sample');
@@ -221,31 +303,51 @@ async function start(): Promise<void> {
     maxSize: numberParam(params, 'maxSize', true),
     boxScoreThresh: numberParam(params, 'boxScoreThresh', false),
   };
+  const weightsUrl = params.get('weights');
+  if (weightsUrl !== null && weightsUrl.trim() === '') throw new Error('address parameter weights= is empty: give the URL of a .safetensors file');
 
-  setStatus('Requesting a WebGPU device and loading the weights…');
-  ui.progress.hidden = false;
-  state.session = await DemoSession.start({
-    weightsUrl: WEIGHTS_URL,
-    featureLevel: featureLevel ?? undefined,
-    modelOptions,
-    onProgress: (loaded, total, source) => {
-      if (total) ui.progress.max = total;
-      ui.progress.value = loaded;
-      setStatus(`${source === 'cache' ? 'Reading cached' : 'Downloading'} weights: ${(loaded / 2 ** 20).toFixed(1)}${total ? ` of ${(total / 2 ** 20).toFixed(1)}` : ''} MiB…`);
-    },
-    onDeviceError: showError,
-  });
-  ui.progress.hidden = true;
-  renderAdapter(state.session);
-  renderModelInfo(state.session.info);
+  setStatus('Requesting a WebGPU device…');
+  const session = await DemoSession.create({ featureLevel: featureLevel ?? undefined, modelOptions, onDeviceError: showError });
+  // The address's weights, else (or when they fail) the bundled model.
+  let failed: string | undefined;
+  if (weightsUrl !== null) {
+    try {
+      await session.loadUrl(weightsUrl, { onProgress: weightsProgress(fileNameOf(weightsUrl)) });
+    } catch (e) {
+      failed = `address parameter weights=${weightsUrl}: ${e instanceof Error ? e.message : String(e)}\nThe bundled model is loaded instead.`;
+    }
+  }
+  if (weightsUrl === null || failed) await session.loadUrl(BUNDLED_WEIGHTS, { bundled: true, onProgress: weightsProgress('the bundled model') });
+  state.session = session;
+  renderAdapter(session);
+  modelLoaded(session.weights);
   setImage(await fetchImage(`models/samples/${ui.sample.value}.png`));
   if (params.get('autorun') !== '0') await segment();
   else setStatus('Ready: press Segment.');
+  if (failed) showError(new Error(failed));
 }
 
 async function openFile(file: File): Promise<void> {
   setImage(await decodeImage(file, file.name));
   await segment();
+}
+
+const isWeightsFile = (file: File) => /\.safetensors$/i.test(file.name);
+
+/** Offers the pruned weights the page made as a file download (a Blob URL). */
+function downloadPruned(): void {
+  const made = state.session!.prunedFile();
+  if (!made) throw new Error('nothing to download: prune the model first');
+  const url = URL.createObjectURL(new Blob([made.bytes], { type: 'application/octet-stream' }));
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = made.name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  state.downloads += 1;
+  setStatus(`Saved ${made.name} (${fmtBytes(made.bytes.length)}, ${made.dtype}).`);
 }
 
 ui.score.addEventListener('input', render);
@@ -259,8 +361,16 @@ ui.sample.addEventListener('change', () => guard(async () => {
 }));
 ui.file.addEventListener('change', () => {
   const file = ui.file.files?.[0];
-  if (file) guard(() => openFile(file));
+  ui.file.value = ''; // the same file can be chosen again
+  if (file) guard(() => (isWeightsFile(file) ? loadWeights((s) => s.loadFile(file, file.name)) : openFile(file)));
 });
+ui.weightsFile.addEventListener('change', () => {
+  const file = ui.weightsFile.files?.[0];
+  ui.weightsFile.value = '';
+  if (file) guard(() => loadWeights((s) => s.loadFile(file, file.name)));
+});
+ui.bundled.addEventListener('click', () => guard(() => loadWeights((s) => s.loadUrl(BUNDLED_WEIGHTS, { bundled: true, onProgress: weightsProgress('the bundled model') }))));
+ui.download.addEventListener('click', () => guard(async () => downloadPruned()));
 ui.prune.addEventListener('click', () => guard(async () => {
   const ratio = Number(ui.ratio.value);
   setStatus(ratio ? `Pruning ${(ratio * 100).toFixed(0)} % of the channels on the GPU…` : 'Back to the dense model…');
@@ -276,8 +386,8 @@ ui.viewer.addEventListener('drop', (e) => {
   e.preventDefault();
   ui.viewer.classList.remove('dropping');
   const file = e.dataTransfer?.files[0];
-  if (file) guard(() => openFile(file));
-  else showError(new Error('nothing to open: drop an image file (PNG or JPEG)'));
+  if (file) guard(() => (isWeightsFile(file) ? loadWeights((s) => s.loadFile(file, file.name)) : openFile(file)));
+  else showError(new Error('nothing to open: drop an image file (PNG or JPEG) or a .safetensors weights file'));
 });
 window.addEventListener('unhandledrejection', (e) => showError(e.reason));
 window.addEventListener('error', (e) => showError(e.error ?? e.message));
