@@ -22,7 +22,7 @@ import { resizePlan } from '../engine/kernels/preprocess.ts';
 import { prune, type PruneOptions } from '../prune/index.ts';
 import { loadMaskRCNNWeights, maskrcnnParseOptions } from '../weights-loader/maskrcnn.ts';
 import { parseSafetensors, type SafetensorsFile } from '../weights-loader/safetensors.ts';
-import { decodeImage, type RgbImage } from '../io/image.ts';
+import { decodePng, type RgbImage } from '../io/image.ts';
 import { parseScriptArgs } from '../io/args.ts';
 import { sameDetections } from '../eval/match.ts';
 import { median } from './timing.ts';
@@ -98,7 +98,7 @@ async function timeModel(ctx: GpuContext, file: SafetensorsFile, image: RgbImage
 const ctx = await GpuContext.create();
 useCachedConvTiling(ctx); // the tuned conv tiles, as the CLI uses them
 const file = parseSafetensors(new Uint8Array(readFileSync(weightsPath)), maskrcnnParseOptions);
-let image = decodeImage(new Uint8Array(readFileSync(new URL('image_0.png', golden))), 'image_0.png');
+let image = decodePng(new Uint8Array(readFileSync(new URL('image_0.png', golden))), 'image_0.png');
 const size = opt.size;
 if (size) {
   const m = /^(\d+)x(\d+)$/.exec(size);

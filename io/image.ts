@@ -1,25 +1,40 @@
-// io/image.ts: image files in and out for the CLI, tests and benchmarks (Node only: node:fs and
-// node:zlib; the browser bundle must not import io/, a page gets its pixels from a canvas).
-// PNG (8-bit non-interlaced ones decoded here, the rest via pngjs) and JPEG via jpeg-js, decoded
-// to 8-bit RGB the way a torchvision user's `Image.open(path).convert('RGB')` sees them:
-// - alpha is dropped, not composited (PIL's RGBA->RGB conversion keeps the colour channels);
-//   for the same reason a PNG tRNS colour key is ignored (pngjs would otherwise zero those pixels);
-// - grayscale is replicated into R, G and B; palette PNGs are expanded; 1/2/4-bit grayscale is
-//   scaled to 0..255 (v * 255 / (2^d - 1), as PIL);
-// - 16-bit PNG samples are scaled to 8 bit as round(v * 255 / 65535) (pngjs; PIL truncates to
-//   the high byte instead, so the two may differ by 1);
-// - Adobe CMYK and YCCK JPEGs are converted to RGB by jpeg-js; EXIF orientation is not applied
-//   (PIL's Image.open does not apply it either).
+// io/image.ts: image files in and out for the CLI, tests and benchmarks (Node only: node:fs,
+// node:zlib and sharp's native libvips; the browser bundle must not import io/, a page gets its
+// pixels from a canvas). Every file becomes 8-bit RGB the way a torchvision user's
+// `Image.open(path).convert('RGB')` (Pillow) sees it:
+// - PNG: decoded here (8-bit non-interlaced, the usual kind) or by pngjs (the rest); alpha is
+//   dropped, not composited (PIL's RGBA->RGB conversion keeps the colour channels), so a tRNS
+//   colour key is ignored too (pngjs would otherwise zero those pixels); grayscale is replicated
+//   into R, G and B; palettes are expanded; 1/2/4-bit grayscale is scaled to 0..255
+//   (v * 255 / (2^d - 1), as PIL); 16-bit samples become round(v * 255 / 65535) (pngjs; Pillow
+//   9.4 takes the high byte of 16-bit RGB, so the two may differ by 1, and saturates 16-bit
+//   grayscale, opened as mode I, to 0 or 255).
+// - JPEG, WebP, AVIF, TIFF and GIF: decoded by sharp (libvips; its JPEG decoder is mozjpeg, a
+//   libjpeg-turbo fork, so JPEGs decode bit-identically to Pillow's libjpeg-turbo: same IDCT, same
+//   "fancy" chroma upsampling; tests/jpeg.test.ts checks every common kind). An embedded ICC
+//   profile is ignored, as Pillow's convert('RGB') and a browser's createImageBitmap(..., {
+//   colorSpaceConversion: 'none' }) ignore it. CMYK (Adobe CMYK and YCCK JPEGs, CMYK TIFFs) is
+//   converted with Pillow's own formula, not a colour profile: R = (255 - K) - C * (255 - K) / 255
+//   rounded as Pillow's MULDIV255 (likewise G from M, B from Y), where a JPEG's CMYK is always
+//   read as Adobe-inverted, as Pillow does. Grayscale is replicated, alpha dropped. Only the first
+//   frame of an animated GIF or multi-page TIFF is read, as Image.open does.
+// - EXIF orientation: `exifOrientation: 'ignore'` (the default) keeps the stored pixels, as
+//   Image.open(...).convert('RGB') and torchvision's datasets do; 'apply' rotates/flips them as
+//   ImageOps.exif_transpose and browsers do (the Orientation tag of a JPEG, WebP or AVIF as
+//   libvips reads it, or of a PNG's eXIf chunk). A TIFF is turned upright in both modes: Pillow's
+//   TIFF loader applies its Orientation tag on open.
 // Decoding refuses images over a pixel limit (MAX_MEGAPIXELS by default, `maxMegapixels` /
-// `--max-megapixels` to change it) before allocating anything, so a hostile header cannot exhaust
-// memory, and refuses PNG data that inflates past what the header's size allows (a
-// decompression bomb). Decoding peaks at about 9 bytes a pixel for 8-bit PNGs (the usual kind,
-// decoded here) and 15 for the others (pngjs): 0.9 to 1.5 GB at the default limit.
+// `--max-megapixels` to change it) from the header, before anything is decoded or allocated, so
+// a hostile header cannot exhaust memory, and refuses PNG data that inflates past what the
+// header's size allows (a decompression bomb). Peak memory: about 9 bytes a pixel for 8-bit PNGs
+// (decoded here), 15 for the other PNGs (pngjs), 3 for RGB and grayscale JPEGs (libvips's output
+// buffer is the result) up to 7 for CMYK or alpha (libvips's bands plus the RGB copy); 'apply'
+// with a rotation adds 3: 0.3 to 1.5 GB at the default limit.
 
 import { readFile } from 'node:fs/promises';
-import * as jpeg from 'jpeg-js';
 import { PNG } from 'pngjs';
 import { inflateSync } from 'node:zlib';
+import type { Metadata, SharpOptions } from 'sharp';
 
 export interface RgbImage {
   width: number;
@@ -33,20 +48,39 @@ export class ImageDecodeError extends Error {
   override name = 'ImageDecodeError';
 }
 
-/** Largest image decoded by default (width * height / 1e6), for PNG and JPEG alike. */
+/** Largest image decoded by default (width * height / 1e6), for every format alike. */
 export const MAX_MEGAPIXELS = 100;
-/** jpeg-js's own cap on the memory it allocates while decoding, at the default pixel limit. */
-export const MAX_JPEG_MEMORY_MB = 1024;
+
+/**
+ * What to do with an EXIF Orientation tag. 'ignore': the pixels as stored, as
+ * `Image.open(path).convert('RGB')` (and so torchvision's datasets and reference scripts) gives
+ * them. 'apply': rotated/flipped upright, as `ImageOps.exif_transpose` and browsers give them.
+ */
+export type ExifOrientationMode = 'ignore' | 'apply';
+export const EXIF_ORIENTATION_MODES: readonly ExifOrientationMode[] = ['ignore', 'apply'];
+/** torchvision's usual loading does not apply EXIF orientation. */
+export const DEFAULT_EXIF_ORIENTATION: ExifOrientationMode = 'ignore';
 
 export interface DecodeOptions {
   /** Refuse images over this many million pixels (default MAX_MEGAPIXELS). */
   maxMegapixels?: number;
+  /** EXIF orientation handling (default 'ignore', as torchvision users load images). */
+  exifOrientation?: ExifOrientationMode;
 }
+
+/** The formats maskgpu reads, as named in messages. */
+export const READABLE_FORMATS = 'PNG, JPEG, WebP, AVIF, TIFF and GIF';
 
 function pixelLimit(options: DecodeOptions): number {
   const mp = options.maxMegapixels ?? MAX_MEGAPIXELS;
   if (!(mp > 0)) throw new Error(`maxMegapixels must be a positive number, got ${mp}`);
   return mp;
+}
+
+function orientationMode(options: DecodeOptions): ExifOrientationMode {
+  const mode = options.exifOrientation ?? DEFAULT_EXIF_ORIENTATION;
+  if (!EXIF_ORIENTATION_MODES.includes(mode)) throw new Error(`exifOrientation must be 'ignore' or 'apply', got ${JSON.stringify(mode)}`);
+  return mode;
 }
 
 const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
@@ -60,14 +94,31 @@ function ascii(bytes: Uint8Array, at: number, n: number): string {
   return String.fromCharCode(...bytes.subarray(at, at + n));
 }
 
+type Format = 'png' | 'jpeg' | 'webp' | 'gif' | 'tiff' | 'heif';
+const FORMAT_NAMES: Record<Format, string> = { png: 'PNG', jpeg: 'JPEG', webp: 'WebP', gif: 'GIF', tiff: 'TIFF', heif: 'AVIF/HEIF' };
+/** HEIF brands whose images are HEVC (HEIC): sharp's prebuilt libvips has no HEVC decoder. */
+const HEVC_BRANDS = new Set(['heic', 'heix', 'heim', 'heis', 'hevc', 'hevx', 'hevm', 'hevs']);
+
+/** The format from the magic bytes (never the file name). */
+function sniffFormat(bytes: Uint8Array): Format | undefined {
+  if (startsWith(bytes, PNG_SIGNATURE)) return 'png';
+  if (startsWith(bytes, [0xff, 0xd8, 0xff])) return 'jpeg';
+  if (ascii(bytes, 0, 4) === 'RIFF' && ascii(bytes, 8, 4) === 'WEBP') return 'webp';
+  if (ascii(bytes, 0, 6) === 'GIF87a' || ascii(bytes, 0, 6) === 'GIF89a') return 'gif';
+  if (ascii(bytes, 0, 4) === 'II*\0' || ascii(bytes, 0, 4) === 'MM\0*') return 'tiff';
+  if (ascii(bytes, 4, 4) === 'ftyp' && /^(avif|avis|mif1|msf1|heic|heix|heim|heis|hevc|hevx|hevm|hevs)$/.test(ascii(bytes, 8, 4))) return 'heif';
+  return undefined;
+}
+
 /** A hint for the formats people most often hand over by mistake. */
 function guessOtherFormat(bytes: Uint8Array): string {
-  if (ascii(bytes, 0, 4) === 'GIF8') return ' (looks like a GIF)';
+  if (ascii(bytes, 0, 4) === 'GIF8') return ' (looks like a damaged GIF)';
   if (ascii(bytes, 0, 2) === 'BM') return ' (looks like a BMP)';
-  if (ascii(bytes, 0, 4) === 'RIFF' && ascii(bytes, 8, 4) === 'WEBP') return ' (looks like a WebP)';
-  if (ascii(bytes, 0, 4) === 'II*\0' || ascii(bytes, 0, 4) === 'MM\0*') return ' (looks like a TIFF)';
-  if (ascii(bytes, 4, 4) === 'ftyp') return ' (looks like HEIF/AVIF or an MP4)';
-  if (bytes[0] === 0x3c || bytes[0] === 0x7b) return ' (looks like text: HTML, XML or JSON)';
+  if (ascii(bytes, 0, 4) === 'RIFF') return ' (looks like a RIFF file that is not a WebP: AVI or WAV?)';
+  if (ascii(bytes, 4, 4) === 'ftyp') return ` (looks like an MP4/QuickTime file, brand ${JSON.stringify(ascii(bytes, 8, 4))})`;
+  if (startsWith(bytes, [0xff, 0x0a]) || ascii(bytes, 4, 4) === 'JXL ') return ' (looks like a JPEG XL)';
+  if (ascii(bytes, 4, 8) === 'jP  \r\n\x87\n' || startsWith(bytes, [0xff, 0x4f, 0xff, 0x51])) return ' (looks like a JPEG 2000)';
+  if (bytes[0] === 0x3c || bytes[0] === 0x7b) return ' (looks like text: HTML, SVG, XML or JSON)';
   return '';
 }
 
@@ -82,14 +133,31 @@ function checkDimensions(name: string, kind: string, width: number, height: numb
   }
 }
 
-/** Decodes a PNG or JPEG (detected by its magic bytes, not its name) to 8-bit RGB. */
-export function decodeImage(bytes: Uint8Array, name = 'image', options: DecodeOptions = {}): RgbImage {
+/**
+ * Decodes a PNG, JPEG, WebP, AVIF, TIFF or GIF (detected by its magic bytes, not its name) to
+ * 8-bit RGB as Pillow's `Image.open(...).convert('RGB')` does (see the top of this file).
+ * Asynchronous because sharp (libvips) decodes off the main thread; `decodePng` is the
+ * synchronous PNG-only path.
+ */
+export async function decodeImage(bytes: Uint8Array, name = 'image', options: DecodeOptions = {}): Promise<RgbImage> {
   const maxMegapixels = pixelLimit(options);
+  const mode = orientationMode(options);
   if (bytes.length === 0) throw new ImageDecodeError(`${name}: the file is empty (0 bytes)`);
-  if (startsWith(bytes, PNG_SIGNATURE)) return decodePng(bytes, name, maxMegapixels);
-  if (startsWith(bytes, [0xff, 0xd8, 0xff])) return decodeJpeg(bytes, name, maxMegapixels);
+  const format = sniffFormat(bytes);
+  if (format === 'png') return decodePng(bytes, name, options);
+  if (format) return decodeWithSharp(bytes, name, format, maxMegapixels, mode);
   const head = Array.from(bytes.subarray(0, 8), (b) => b.toString(16).padStart(2, '0')).join(' ');
-  throw new ImageDecodeError(`${name}: not a PNG or JPEG file (starts with ${head})${guessOtherFormat(bytes)}; maskgpu reads PNG and JPEG`);
+  throw new ImageDecodeError(`${name}: not a PNG or JPEG file, nor WebP, AVIF, TIFF or GIF (starts with ${head})${guessOtherFormat(bytes)}; maskgpu reads ${READABLE_FORMATS}: convert it to PNG or JPEG`);
+}
+
+/** The synchronous PNG-only decoder (same pixels as decodeImage on a PNG). */
+export function decodePng(bytes: Uint8Array, name = 'image', options: DecodeOptions = {}): RgbImage {
+  const maxMegapixels = pixelLimit(options);
+  const mode = orientationMode(options);
+  if (bytes.length === 0) throw new ImageDecodeError(`${name}: the file is empty (0 bytes)`);
+  if (!startsWith(bytes, PNG_SIGNATURE)) throw new ImageDecodeError(`${name}: not a PNG file (no PNG signature); decodeImage reads ${READABLE_FORMATS}`);
+  const { image, exif } = decodePngPixels(bytes, name, maxMegapixels);
+  return mode === 'apply' && exif ? orient(image, exifOrientation(exif)) : image;
 }
 
 const CRC_TABLE = (() => {
@@ -115,13 +183,14 @@ function crc32(bytes: Uint8Array): number {
  * ignores trailing bytes, pngjs rejects them) and drops tRNS chunks so pngjs does not zero the
  * colour of key-transparent pixels (the alpha is dropped anyway).
  */
-function checkedPngChunks(bytes: Uint8Array, name: string, maxInflatedBytes: number): { cleaned: Uint8Array; scanlines: Uint8Array } {
+function checkedPngChunks(bytes: Uint8Array, name: string, maxInflatedBytes: number): { cleaned: Uint8Array; scanlines: Uint8Array; exif?: Uint8Array } {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const keep: Uint8Array[] = [bytes.subarray(0, 8)];
   let at = 8;
   let last = 'the signature';
   let droppedTrns = false;
   const idat: Uint8Array[] = [];
+  let exif: Uint8Array | undefined;
   for (;;) {
     if (at + 12 > bytes.length) throw new ImageDecodeError(`${name}: truncated PNG (the file ends after ${last}, before the IEND chunk)`);
     const length = view.getUint32(at);
@@ -136,6 +205,7 @@ function checkedPngChunks(bytes: Uint8Array, name: string, maxInflatedBytes: num
     if (type === 'tRNS') droppedTrns = true;
     else keep.push(bytes.subarray(at, end));
     if (type === 'IDAT') idat.push(bytes.subarray(at + 8, end - 4));
+    if (type === 'eXIf') exif ??= bytes.subarray(at + 8, end - 4);
     last = `chunk ${JSON.stringify(type)}`;
     at = end;
     if (type === 'IEND') break;
@@ -151,14 +221,14 @@ function checkedPngChunks(bytes: Uint8Array, name: string, maxInflatedBytes: num
     }
     throw new ImageDecodeError(`${name}: corrupt or truncated PNG (zlib: ${(e as Error).message})`);
   }
-  if (!droppedTrns && at === bytes.length) return { cleaned: bytes, scanlines };
+  if (!droppedTrns && at === bytes.length) return { cleaned: bytes, scanlines, exif };
   const out = new Uint8Array(keep.reduce((n, c) => n + c.length, 0));
   let o = 0;
   for (const c of keep) {
     out.set(c, o);
     o += c.length;
   }
-  return { cleaned: out, scanlines };
+  return { cleaned: out, scanlines, exif };
 }
 
 /**
@@ -217,16 +287,18 @@ function maxScanlineBytes(width: number, height: number, bitDepth: number, color
   return height * (1 + Math.ceil((width * channels * bitDepth) / 8)) + 14 * (height + 8);
 }
 
-function decodePng(bytes: Uint8Array, name: string, maxMegapixels: number): RgbImage {
+function decodePngPixels(bytes: Uint8Array, name: string, maxMegapixels: number): { image: RgbImage; exif?: Uint8Array } {
   // IHDR is always the first chunk: length(4) 'IHDR'(4) width(4) height(4) depth(1) colour type(1) at offset 8.
   if (bytes.length < 33 || ascii(bytes, 12, 4) !== 'IHDR') throw new ImageDecodeError(`${name}: corrupt or truncated PNG (no IHDR header chunk)`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const [width, height] = [view.getUint32(16), view.getUint32(20)];
   checkDimensions(name, 'PNG', width, height, maxMegapixels);
   const [depth, colorType, compression, filterMethod, interlace] = bytes.subarray(24, 29);
-  const { cleaned, scanlines } = checkedPngChunks(bytes, name, maxScanlineBytes(width, height, Math.min(depth, 16), colorType));
+  const { cleaned, scanlines, exif } = checkedPngChunks(bytes, name, maxScanlineBytes(width, height, Math.min(depth, 16), colorType));
   const plainChannels = ({ 0: 1, 2: 3, 4: 2, 6: 4 } as Record<number, number>)[colorType];
-  if (depth === 8 && interlace === 0 && compression === 0 && filterMethod === 0 && plainChannels) return { width, height, data: decodePlainPng(scanlines, width, height, plainChannels, name) };
+  if (depth === 8 && interlace === 0 && compression === 0 && filterMethod === 0 && plainChannels) {
+    return { image: { width, height, data: decodePlainPng(scanlines, width, height, plainChannels, name) }, exif };
+  }
   let png: PNG;
   try {
     // CRCs were checked above.
@@ -242,7 +314,7 @@ function decodePng(bytes: Uint8Array, name: string, maxMegapixels: number): RgbI
     data[j + 1] = rgba[i + 1];
     data[j + 2] = rgba[i + 2];
   }
-  return { width, height, data };
+  return { image: { width, height, data }, exif };
 }
 
 /** Width and height from the first SOF marker, or undefined if the header ends before one. */
@@ -266,50 +338,252 @@ function jpegFrameSize(bytes: Uint8Array): { width: number; height: number } | u
   return undefined;
 }
 
-/** True when scan data starts (an SOS marker) but no EOI marker follows it: a cut-off download. */
+/**
+ * True when the frame's scan data starts (an SOS marker, found by walking the marker segments, so
+ * an EXIF thumbnail's own markers are skipped) but no EOI marker follows: a cut-off download.
+ * Pillow refuses such files ("image file is truncated") even when every scan is complete.
+ */
 function endsBeforeEndOfImage(bytes: Uint8Array): boolean {
-  let sos = -1;
-  for (let i = 2; i + 1 < bytes.length; i++) {
-    if (bytes[i] !== 0xff) continue;
-    if (sos < 0 && bytes[i + 1] === 0xda) sos = i;
-    else if (sos >= 0 && bytes[i + 1] === 0xd9) return false;
+  let at = 2;
+  while (at + 4 <= bytes.length && bytes[at] === 0xff) {
+    const marker = bytes[at + 1];
+    if (marker === 0xff) {
+      at++; // fill byte
+      continue;
+    }
+    if (marker === 0xd9) return false;
+    at += 2 + ((bytes[at + 2] << 8) | bytes[at + 3]);
+    if (marker === 0xda) {
+      // Entropy-coded data stuffs every 0xff with 0x00, so 0xff 0xd9 is the end-of-image marker.
+      for (let i = at; i + 1 < bytes.length; i++) if (bytes[i] === 0xff && bytes[i + 1] === 0xd9) return false;
+      return true;
+    }
   }
-  return sos >= 0;
+  return at >= bytes.length; // the header itself is cut off
 }
 
-function decodeJpeg(bytes: Uint8Array, name: string, maxMegapixels: number): RgbImage {
-  const frame = jpegFrameSize(bytes);
-  if (frame) checkDimensions(name, 'JPEG', frame.width, frame.height, maxMegapixels);
-  const maxMemoryUsageInMB = Math.max(MAX_JPEG_MEMORY_MB, Math.ceil((MAX_JPEG_MEMORY_MB * maxMegapixels) / MAX_MEGAPIXELS));
-  let decoded: { width: number; height: number; data: Uint8Array };
+type SharpFunction = typeof import('sharp').default;
+let sharpModule: Promise<SharpFunction> | undefined;
+
+/** sharp (a native addon) is loaded on the first non-PNG image, so PNG-only users never load libvips. */
+async function loadSharp(name: string, kind: string): Promise<SharpFunction> {
+  sharpModule ??= import('sharp').then((m) => m.default);
   try {
-    decoded = jpeg.decode(bytes, {
-      useTArray: true,
-      formatAsRGBA: false,
-      maxResolutionInMP: maxMegapixels,
-      maxMemoryUsageInMB,
-    });
+    return await sharpModule;
   } catch (e) {
-    const message = (e as Error).message ?? String(e);
-    if (/maxResolutionInMP|maxMemoryUsageInMB|allocate/.test(message)) {
-      throw new ImageDecodeError(
-        `${name}: JPEG too large to decode (jpeg-js: ${message}); maskgpu's limits are ${maxMegapixels} MP and ${maxMemoryUsageInMB} MB of decoder memory`,
-      );
-    }
-    if (/4 components/.test(message)) {
-      throw new ImageDecodeError(
-        `${name}: 4-channel (CMYK) JPEG without an Adobe colour-space marker cannot be converted to RGB; re-save it as an RGB JPEG or PNG`,
-      );
-    }
-    if (/Unsupported color mode/.test(message)) throw new ImageDecodeError(`${name}: JPEG in an unsupported colour space (jpeg-js: ${message}); re-save it as an RGB JPEG or PNG`);
-    if (endsBeforeEndOfImage(bytes)) throw new ImageDecodeError(`${name}: truncated JPEG (the file ends before its end-of-image marker; jpeg-js: ${message})`);
-    throw new ImageDecodeError(`${name}: corrupt or truncated JPEG (jpeg-js: ${message})`);
+    sharpModule = undefined;
+    throw new ImageDecodeError(
+      `${name}: cannot decode a ${kind}: the sharp package (libvips) failed to load (${(e as Error).message}); ` +
+        `reinstall dependencies with \`npm ci\` on this platform, or convert the image to PNG, which maskgpu decodes without it`,
+    );
   }
-  checkDimensions(name, 'JPEG', decoded.width, decoded.height, maxMegapixels);
-  if (decoded.data.length !== decoded.width * decoded.height * 3) {
-    throw new ImageDecodeError(`${name}: corrupt JPEG (jpeg-js returned ${decoded.data.length} bytes for ${decoded.width}x${decoded.height} RGB)`);
+}
+
+function libvipsMessage(e: unknown): string {
+  const message = e instanceof Error ? e.message : String(e);
+  // libvips repeats a loader's complaint once per attempt; keep each line once.
+  return [...new Set(message.split('\n').map((l) => l.trim()).filter(Boolean))].join('; ');
+}
+
+function sharpDecodeError(e: unknown, bytes: Uint8Array, name: string, format: Format): ImageDecodeError {
+  if (e instanceof ImageDecodeError) return e;
+  const kind = FORMAT_NAMES[format];
+  const why = libvipsMessage(e);
+  if (/exceeds pixel limit/i.test(why)) return new ImageDecodeError(`${name}: the ${kind} is over maskgpu's pixel limit (libvips: ${why}); --max-megapixels changes the limit`);
+  if (/unsupported image format/i.test(why)) {
+    // The magic bytes said `kind`, but libvips's own sniffing (more of the header) disagrees.
+    return new ImageDecodeError(`${name}: corrupt or truncated ${kind} (its header is damaged; libvips: ${why}); re-save it or download it again`);
   }
-  return { width: decoded.width, height: decoded.height, data: decoded.data };
+  if (/premature end|truncated|unexpected end|end of (file|stream|data)|not enough data/i.test(why)) {
+    return new ImageDecodeError(`${name}: truncated ${kind} (libvips: ${why}); copy or download it again`);
+  }
+  if (format === 'heif' && HEVC_BRANDS.has(ascii(bytes, 8, 4))) {
+    return new ImageDecodeError(`${name}: HEIC (HEVC-coded HEIF) images cannot be decoded here (libvips: ${why}); maskgpu reads AVIF but not HEIC: convert it to JPEG or PNG`);
+  }
+  if (/unsupported|not supported|cannot handle|data precision|unknown|no decoding plugin/i.test(why)) {
+    return new ImageDecodeError(`${name}: a kind of ${kind} that cannot be decoded here (libvips: ${why}); re-save it as an 8-bit RGB JPEG or PNG`);
+  }
+  return new ImageDecodeError(`${name}: corrupt or truncated ${kind} (libvips: ${why}); the file is damaged: re-save it or download it again`);
+}
+
+/** Pillow's MULDIV255: round(a * b / 255) for 8-bit a and b, as ImagingConvert computes it. */
+function mulDiv255(a: number, b: number): number {
+  const t = a * b + 128;
+  return ((t >> 8) + t) >> 8;
+}
+
+/**
+ * CMYK (the first 4 of `channels` bands; 0 = no ink) to RGB as Pillow 9.4's cmyk2rgb:
+ * R = (255 - K) - MULDIV255(C, 255 - K), likewise G from M and B from Y. A JPEG's CMYK arrives
+ * here already un-inverted: libvips, like Pillow ("CMYK;I"), reads every 4-component JPEG as
+ * Adobe-inverted, Adobe marker or not (tests/jpeg.test.ts has a file without one).
+ */
+function cmykToRgb(src: Uint8Array, pixels: number, channels: number): Uint8Array {
+  const rgb = new Uint8Array(pixels * 3);
+  for (let p = 0, i = 0, o = 0; p < pixels; p++, i += channels, o += 3) {
+    const nk = 255 - src[i + 3];
+    rgb[o] = nk - mulDiv255(src[i], nk);
+    rgb[o + 1] = nk - mulDiv255(src[i + 1], nk);
+    rgb[o + 2] = nk - mulDiv255(src[i + 2], nk);
+  }
+  return rgb;
+}
+
+/**
+ * The palette colour of the first frame's transparent index, if the GIF has one: Pillow opens
+ * the first frame as a palette image, so convert('RGB') gives transparent pixels that colour,
+ * where libvips hands back (0, 0, 0) with alpha 0.
+ */
+function gifTransparentColour(bytes: Uint8Array): [number, number, number] | undefined {
+  if (bytes.length < 13) return undefined;
+  const tableAt = (packed: number, at: number) => (packed & 0x80 ? { at, size: 2 << (packed & 7) } : undefined);
+  const global = tableAt(bytes[10], 13);
+  let at = 13 + (global ? global.size * 3 : 0);
+  let transparent: number | undefined;
+  while (at < bytes.length) {
+    const block = bytes[at];
+    if (block === 0x21) {
+      if (bytes[at + 1] === 0xf9 && bytes[at + 2] === 4 && at + 6 < bytes.length) transparent = bytes[at + 3] & 1 ? bytes[at + 6] : undefined;
+      at += 2;
+      while (at < bytes.length && bytes[at] !== 0) at += bytes[at] + 1; // sub-blocks
+      at++;
+    } else if (block === 0x2c) {
+      if (transparent === undefined || at + 10 > bytes.length) return undefined;
+      const table = tableAt(bytes[at + 9], at + 10) ?? global;
+      if (!table || transparent >= table.size || table.at + 3 * transparent + 3 > bytes.length) return undefined;
+      const c = table.at + 3 * transparent;
+      return [bytes[c], bytes[c + 1], bytes[c + 2]];
+    } else return undefined;
+  }
+  return undefined;
+}
+
+/** The first three bands of each pixel (alpha dropped), or band 0 three times when `gray`. */
+function toRgb(src: Uint8Array, pixels: number, channels: number, gray: boolean): Uint8Array {
+  if (channels === 3 && !gray) return src;
+  const rgb = new Uint8Array(pixels * 3);
+  for (let p = 0, i = 0, o = 0; p < pixels; p++, i += channels, o += 3) {
+    rgb[o] = src[i];
+    rgb[o + 1] = src[gray ? i : i + 1];
+    rgb[o + 2] = src[gray ? i : i + 2];
+  }
+  return rgb;
+}
+
+async function decodeWithSharp(bytes: Uint8Array, name: string, format: Format, maxMegapixels: number, mode: ExifOrientationMode): Promise<RgbImage> {
+  const kind = FORMAT_NAMES[format];
+  if (format === 'jpeg') {
+    // Our own read of the frame header: a refusal that names the limit even where libvips would
+    // fail first (or allocate first).
+    const frame = jpegFrameSize(bytes);
+    if (frame) checkDimensions(name, kind, frame.width, frame.height, maxMegapixels);
+    // libvips decodes a file whose scans are complete but whose end is cut off; Pillow refuses it.
+    if (endsBeforeEndOfImage(bytes)) throw new ImageDecodeError(`${name}: truncated JPEG (the file ends before its end-of-image marker); copy or download it again`);
+  }
+  const sharp = await loadSharp(name, kind);
+  const input: SharpOptions = {
+    // Warnings (junk before a marker, a corrupt entropy segment that libjpeg resyncs past) decode
+    // as Pillow decodes them; errors and truncation refuse the file, as Pillow raises on them.
+    failOn: 'error',
+    // A second check of the header's size, by libvips, before it decodes anything.
+    limitInputPixels: Math.max(1, Math.floor(maxMegapixels * 1e6)),
+    ignoreIcc: true, // Pillow's convert('RGB') and colorSpaceConversion: 'none' ignore the profile
+    sequentialRead: true,
+    page: 0,
+    pages: 1, // the first frame of an animated GIF or a multi-page TIFF, as Image.open
+  };
+  const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let meta: Metadata;
+  try {
+    // The header only (no pixels), without libvips's limit, so that an oversized image gets the
+    // message below, which names the size and the flag.
+    meta = await sharp(buffer, { ...input, limitInputPixels: false }).metadata();
+  } catch (e) {
+    throw sharpDecodeError(e, bytes, name, format);
+  }
+  if (meta.format !== format) throw new ImageDecodeError(`${name}: looks like a ${kind} but libvips reads it as ${meta.format ?? 'nothing it knows'}; re-save it as PNG or JPEG`);
+  const [width, height] = [meta.width ?? 0, meta.pageHeight ?? meta.height ?? 0];
+  checkDimensions(name, kind, width, height, maxMegapixels);
+  const cmyk = meta.space === 'cmyk';
+  const gray = meta.space === 'b-w' || meta.space === 'grey16';
+  let pipeline = sharp(buffer, input);
+  // Bands as decoded: libvips's own CMYK->sRGB (an ICC transform) and gray->sRGB are skipped and
+  // done below as Pillow does them.
+  if (cmyk) pipeline = pipeline.pipelineColourspace('cmyk').toColourspace('cmyk');
+  else if (gray) pipeline = pipeline.toColourspace('b-w');
+  let decoded: { data: Buffer; info: { width: number; height: number; channels: number } };
+  try {
+    decoded = await pipeline.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+  } catch (e) {
+    throw sharpDecodeError(e, bytes, name, format);
+  }
+  const { info } = decoded;
+  const src = new Uint8Array(decoded.data.buffer, decoded.data.byteOffset, decoded.data.byteLength);
+  const pixels = info.width * info.height;
+  const bands = cmyk ? 4 : gray ? 1 : 3;
+  if (info.width !== width || info.height !== height || info.channels < bands || src.length !== pixels * info.channels) {
+    throw new ImageDecodeError(`${name}: corrupt ${kind} (libvips decoded ${src.length} bytes, ${info.width}x${info.height}x${info.channels}, for a ${width}x${height} image)`);
+  }
+  const data = cmyk ? cmykToRgb(src, pixels, info.channels) : toRgb(src, pixels, info.channels, gray);
+  const key = format === 'gif' && info.channels === 4 ? gifTransparentColour(bytes) : undefined;
+  if (key) for (let p = 0; p < pixels; p++) if (src[p * 4 + 3] === 0) data.set(key, p * 3);
+  const image = { width, height, data };
+  // Pillow's TIFF loader applies a TIFF's Orientation tag on open, so a TIFF is upright in both modes.
+  return (mode === 'apply' || format === 'tiff') && meta.orientation ? orient(image, meta.orientation) : image;
+}
+
+/** The Orientation tag (1..8) of an EXIF block (a TIFF header and IFD0, "Exif\0\0" optional), else 1. */
+function exifOrientation(exif: Uint8Array): number {
+  const d = ascii(exif, 0, 6) === 'Exif\0\0' ? exif.subarray(6) : exif;
+  const order = ascii(d, 0, 2);
+  if (d.length < 8 || (order !== 'II' && order !== 'MM')) return 1;
+  const le = order === 'II';
+  const view = new DataView(d.buffer, d.byteOffset, d.byteLength);
+  const ifd = view.getUint32(4, le);
+  if (ifd + 2 > d.length) return 1;
+  for (let i = 0, n = view.getUint16(ifd, le); i < n; i++) {
+    const e = ifd + 2 + 12 * i;
+    if (e + 12 > d.length) break;
+    if (view.getUint16(e, le) !== 0x0112) continue;
+    const type = view.getUint16(e + 2, le);
+    const value = type === 3 ? view.getUint16(e + 8, le) : type === 4 ? view.getUint32(e + 8, le) : 1;
+    return value >= 1 && value <= 8 ? value : 1;
+  }
+  return 1;
+}
+
+/**
+ * The pixels turned upright for an EXIF orientation, as ImageOps.exif_transpose: 2 mirror,
+ * 3 rotate 180, 4 flip, 5 transpose, 6 rotate 90 clockwise, 7 transverse, 8 rotate 90
+ * counter-clockwise. Exact: pixels are only moved.
+ */
+export function orient(image: RgbImage, orientation: number): RgbImage {
+  if (!(orientation >= 2 && orientation <= 8)) return image;
+  const { width: w, height: h, data } = image;
+  const swap = orientation >= 5;
+  const [ow, oh] = swap ? [h, w] : [w, h];
+  const out = new Uint8Array(data.length);
+  for (let y = 0; y < oh; y++) {
+    for (let x = 0; x < ow; x++) {
+      let sx: number;
+      let sy: number;
+      switch (orientation) {
+        case 2: [sx, sy] = [w - 1 - x, y]; break;
+        case 3: [sx, sy] = [w - 1 - x, h - 1 - y]; break;
+        case 4: [sx, sy] = [x, h - 1 - y]; break;
+        case 5: [sx, sy] = [y, x]; break;
+        case 6: [sx, sy] = [y, h - 1 - x]; break;
+        case 7: [sx, sy] = [w - 1 - y, h - 1 - x]; break;
+        default: [sx, sy] = [w - 1 - y, x]; break; // 8
+      }
+      const i = (sy * w + sx) * 3;
+      const o = (y * ow + x) * 3;
+      out[o] = data[i];
+      out[o + 1] = data[i + 1];
+      out[o + 2] = data[i + 2];
+    }
+  }
+  return { width: ow, height: oh, data: out };
 }
 
 /** Reads and decodes an image file; an unreadable file is an ImageDecodeError naming the path. */

@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, linkSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { decodeImage } from '../io/image.ts';
+import { decodePng } from '../io/image.ts';
 import { rleArea } from '../engine/rle.ts';
 
 const GOLDEN = 'tests/fixtures/golden';
@@ -34,7 +34,7 @@ test('writes detection JSON (COCO RLE) and an overlay PNG per image', () => {
     assert.ok(rleArea(d.mask) >= 0 && d.mask.counts.reduce((a: number, b: number) => a + b, 0) === 150 * 200);
   }
   assert.ok(json.timingsMs.total > 0 && json.adapter.limits.maxStorageBufferBindingSize > 0);
-  const png = decodeImage(new Uint8Array(readFileSync(join(out, 'image_0.png'))));
+  const png = decodePng(new Uint8Array(readFileSync(join(out, 'image_0.png'))));
   assert.equal([png.width, png.height], [200, 150]);
   assert.ok(existsSync(join(out, 'image_2.json')));
 });

@@ -3,7 +3,7 @@
 
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { decodeImage, type RgbImage } from '../io/image.ts';
+import { decodePng, type RgbImage } from '../io/image.ts';
 import { loadMaskRCNNWeights, maskrcnnParseOptions, type MaskRCNNWeights } from '../weights-loader/maskrcnn.ts';
 import { parseSafetensors, type Tensor } from '../weights-loader/safetensors.ts';
 
@@ -36,7 +36,7 @@ export function goldenWeightBytes(): Uint8Array {
 }
 
 export function goldenCase(i: number): GoldenCase {
-  const image = decodeImage(new Uint8Array(readFileSync(`${dir}image_${i}.png`)), `image_${i}.png`);
+  const image = decodePng(new Uint8Array(readFileSync(`${dir}image_${i}.png`)), `image_${i}.png`);
   const tensors = parseSafetensors(new Uint8Array(readFileSync(`${dir}golden_${i}.safetensors`))).tensors;
   const json = JSON.parse(readFileSync(`${dir}golden_${i}.json`, 'utf8'));
   return { name: `image_${i}`, image, tensors, json };
