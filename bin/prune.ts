@@ -1,8 +1,10 @@
 // `maskgpu prune --weights IN --ratio R [--scope global|layer] [--granularity filter|kernel]
 // [--mode compact|mask] [--round-to N] [--normalize none|mean|fanin] --out OUT [--report R.json]
 // [--force]` and the finer options below: L1-norm pruning of a Mask R-CNN safetensors file
-// (prune/). Never writes over its input; refuses to replace OUT (or the report) without --force
-// (io/outputs.ts); writes atomically.
+// (prune/), optionally calibrated on a folder of unlabeled images (--calibrate DIR). Never writes
+// over its input; refuses to replace OUT (or the report) without --force (io/outputs.ts); reads
+// every calibration image before any GPU work and writes nothing when pruning or calibration
+// fails; writes atomically.
 
 import { GpuContext } from '../engine/gpu.ts';
 import { formatReport, prune, resolvePruneOptions, type PruneOptions } from '../prune/index.ts';
@@ -11,6 +13,9 @@ import { readSafetensorsFile, writeFileAtomic } from '../weights-loader/node.ts'
 import { serializeSafetensors } from '../weights-loader/safetensors.ts';
 import { parseCommandLine, UsageError } from '../io/args.ts';
 import { checkOutputFiles } from '../io/outputs.ts';
+import { createProgress, type Progress } from '../io/progress.ts';
+import { CALIBRATION_MODES, type CalibrationImage, type CalibrationMode } from '../prune/calibrationOptions.ts';
+import { readCalibrationImages } from '../prune/calibrationImages.ts';
 
 export const PRUNE_USAGE = `usage: maskgpu prune --weights IN.safetensors --ratio R --out OUT.safetensors [options]
 
@@ -29,6 +34,10 @@ export const PRUNE_USAGE = `usage: maskgpu prune --weights IN.safetensors --rati
   --exclude PATTERN         never prune layers matching (repeatable)
   --input-size HxW          input size for the report's GMACs (default: 3:2 at the model's min_size)
   --dtype f32|f16           output float type (default: f16 if the input is all f16, else f32)
+  --calibrate DIR           calibrate the pruned model on the PNG/JPEG images in DIR (unlabeled)
+  --calibration-images N    use the first N images of DIR by name (default: all of them)
+  --calibration-mode M      stats (default: re-estimate BatchNorm statistics), lsq (least-squares
+                            reconstruction of the pruned layers' consumers) or stats+lsq
   --report R.json           also write the full report as JSON
   --force                   replace OUT / the report if they exist (never the input)`;
 
@@ -39,6 +48,7 @@ export interface PruneArgs {
   force: boolean;
   dtype?: 'F32' | 'F16';
   options: PruneOptions;
+  calibration?: { dir: string; count?: number; mode?: CalibrationMode };
 }
 
 const PRUNE_OPTIONS = {
@@ -63,6 +73,9 @@ const PRUNE_OPTIONS = {
     exclude: { type: 'strings' },
     'input-size': { type: 'string' },
     dtype: { type: 'string' },
+    calibrate: { type: 'string' },
+    'calibration-images': { type: 'number' },
+    'calibration-mode': { type: 'string' },
   },
 } as const;
 
@@ -108,7 +121,18 @@ export function parsePruneArgs(argv: string[]): PruneArgs | undefined {
   };
   const options = Object.fromEntries(Object.entries(given).filter(([, x]) => x !== undefined)) as unknown as PruneOptions;
   resolvePruneOptions(options); // reject bad values before reading anything
-  return { weights: v.weights, out: v.out, report: v.report, force: v.force, dtype, options };
+  let calibration: PruneArgs['calibration'];
+  const count = v['calibration-images'];
+  const mode = v['calibration-mode'];
+  if (v.calibrate === undefined) {
+    if (count !== undefined || mode !== undefined) throw new UsageError(`--calibration-images and --calibration-mode need --calibrate DIR\n\n${PRUNE_USAGE}`);
+  } else {
+    if (!v.calibrate) throw new UsageError('--calibrate needs a folder of images');
+    if (count !== undefined && !(Number.isSafeInteger(count) && count >= 1)) throw new UsageError(`--calibration-images is ${count}: give a positive integer`);
+    if (mode !== undefined && !(CALIBRATION_MODES as readonly string[]).includes(mode)) throw new UsageError(`--calibration-mode is '${mode}': use one of ${CALIBRATION_MODES.join(', ')}`);
+    calibration = { dir: v.calibrate, count, mode: mode as CalibrationMode | undefined };
+  }
+  return { weights: v.weights, out: v.out, report: v.report, force: v.force, dtype, options, calibration };
 }
 
 export async function pruneCommand(argv: string[]): Promise<number> {
@@ -119,10 +143,24 @@ export async function pruneCommand(argv: string[]): Promise<number> {
   }
   await checkOutputFiles(args.weights, [['--out', args.out], ['--report', args.report]], args.force);
   const file = await readSafetensorsFile(args.weights, maskrcnnParseOptions);
+  let images: CalibrationImage[] | undefined;
+  if (args.calibration) {
+    const reading = createProgress({ label: 'reading calibration images' });
+    images = await readCalibrationImages(args.calibration.dir, args.calibration.count, () => reading.tick());
+    reading.done();
+  }
   const ctx = await GpuContext.create();
+  const bars = new Map<string, Progress>();
+  const onProgress = (phase: string, done: number, total: number) => {
+    let bar = bars.get(phase);
+    if (!bar) bars.set(phase, (bar = createProgress({ label: `calibrating: ${phase}`, total })));
+    bar.tick();
+    if (done >= total) bar.done();
+  };
   try {
     const t0 = performance.now();
-    const { file: pruned, report } = await prune(ctx, file, args.options);
+    const calibration = images && args.calibration ? { images, mode: args.calibration.mode, onProgress } : undefined;
+    const { file: pruned, report } = await prune(ctx, file, { ...args.options, calibration });
     const allHalf = [...file.tensors.values()].every((t) => t.dtype === 'F16');
     const bytes = serializeSafetensors(pruned.tensors, pruned.metadata, { dtype: args.dtype ?? (allHalf ? 'F16' : 'F32') });
     await writeFileAtomic(args.out, bytes, { force: args.force });

@@ -14,12 +14,16 @@ import { buildPruneGraph, feedsPaddedConv, namePattern, type PruneGraph } from '
 import { resolvePruneOptions, type PruneOptions, type ResolvedPruneOptions } from './options.ts';
 import { bnScale, layerSegments, normalizeScores, reduceGroup, select, type Selection } from './rank.ts';
 import { buildReport, type PruneReport } from './summary.ts';
+import { calibrate } from './calibration.ts';
+import { resolveCalibration, type CalibrationOptions } from './calibrationOptions.ts';
 
 export type { PruneOptions, ResolvedPruneOptions } from './options.ts';
 export { PruneOptionsError, resolvePruneOptions } from './options.ts';
 export type { PruneReport } from './summary.ts';
 export { formatReport } from './summary.ts';
 export { buildPruneGraph, type PruneGraph } from './graph.ts';
+export { CalibrationError, CALIBRATION_MODES, type CalibrationImage, type CalibrationMode, type CalibrationOptions } from './calibrationOptions.ts';
+export type { CalibrationReport } from './calibration.ts';
 
 export interface PruneResult {
   file: SafetensorsFile;
@@ -80,26 +84,35 @@ export function planPruning(
 }
 
 /**
- * Prunes Mask R-CNN weights. `target`: the GpuContext or GPUDevice for the L1 norms (undefined:
- * acquire one). The input is validated first (loadMaskRCNNWeights); the output keeps its key
- * names (legacy ones too) and metadata, plus a `pruning` metadata entry.
+ * Prunes Mask R-CNN weights. `target`: the GpuContext or GPUDevice for the L1 norms and the
+ * calibration (undefined: acquire one). The input is validated first (loadMaskRCNNWeights); the
+ * output keeps its key names (legacy ones too) and metadata, plus a `pruning` metadata entry (and
+ * `calibration` when `calibration` is given: prune/calibration.ts).
  */
-export async function prune(target: GpuContext | GPUDevice | undefined, weights: SafetensorsFile, options: PruneOptions): Promise<PruneResult> {
+export async function prune(
+  target: GpuContext | GPUDevice | undefined,
+  weights: SafetensorsFile,
+  options: PruneOptions & { calibration?: CalibrationOptions },
+): Promise<PruneResult> {
   const o = resolvePruneOptions(options);
+  const calibration = options.calibration ? resolveCalibration(options.calibration) : undefined;
   loadMaskRCNNWeights(weights);
   const ctx = target instanceof GpuContext ? target : target ? GpuContext.fromDevice(target) : await GpuContext.create();
+  try {
+    return await pruneOn(ctx, weights, o, calibration);
+  } finally {
+    if (!target) ctx.device.destroy();
+  }
+}
+
+async function pruneOn(ctx: GpuContext, weights: SafetensorsFile, o: ResolvedPruneOptions, calibration: ReturnType<typeof resolveCalibration> | undefined): Promise<PruneResult> {
   const tensors = canonicalizeKeys(weights.tensors);
   const numClasses = tensors.get('roi_heads.box_predictor.cls_score.weight')!.shape[0];
   const meta = parseMaskRCNNMeta(weights.metadata, numClasses);
   const graph = buildPruneGraph(tensors);
   const groups = prunableGroups(graph, o);
   const layers = groups.flatMap((g) => graph.groups.get(g)!.producers);
-  let norms: Map<string, Float32Array>;
-  try {
-    norms = await layerNorms(ctx, graph, tensors, layers, o.granularity, o.maxChunkFloats);
-  } finally {
-    if (!target) ctx.device.destroy();
-  }
+  const norms = await layerNorms(ctx, graph, tensors, layers, o.granularity, o.maxChunkFloats);
   const { plan, selection } = planPruning(graph, tensors, norms, groups, o, meta.eps);
 
   const masked = applyMask(graph, tensors, plan);
@@ -117,10 +130,16 @@ export async function prune(target: GpuContext | GPUDevice | undefined, weights:
   }
 
   const report = buildReport({ graph, before: tensors, after: result, kept, carriers, groups, selection, options: o, meta });
+  if (calibration) {
+    const c = await calibrate(ctx, { pruned: result, dense: tensors, meta, metadata: weights.metadata }, calibration);
+    result = c.tensors;
+    report.calibration = c.report;
+  }
   // Back to the input's own key names (a legacy file stays legacy).
   const names = new Map([...weights.tensors.keys()].map((k) => [canonicalKeyName(k), k]));
   const out = new Map<string, Tensor>();
   for (const [k, t] of result) out.set(names.get(k) ?? k, t);
-  const metadata = { ...weights.metadata, pruning: JSON.stringify(report.summary) };
+  const metadata: Record<string, string> = { ...weights.metadata, pruning: JSON.stringify(report.summary) };
+  if (report.calibration) metadata.calibration = JSON.stringify(report.calibration);
   return { file: { metadata, tensors: out }, report };
 }

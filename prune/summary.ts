@@ -8,6 +8,7 @@ import type { Tensor } from '../weights-loader/safetensors.ts';
 import type { PruneGraph } from './graph.ts';
 import type { ResolvedPruneOptions } from './options.ts';
 import type { Selection } from './rank.ts';
+import type { CalibrationReport } from './calibration.ts';
 import { countModel, defaultInputSize, giga, type PartCounts } from './report.ts';
 
 export interface PruneReport {
@@ -24,6 +25,8 @@ export interface PruneReport {
   groups: Array<{ name: string; coupled: boolean; removal: 'constant' | 'zero'; prunable: boolean; kept: number; total: number; carrier: boolean; threshold: number | null }>;
   layers: Array<{ name: string; out: [number, number]; in: [number, number]; params: [number, number]; nonzeroParams: number; gmacs: [number, number] }>;
   notes: string[];
+  /** Present when the pruned weights were calibrated on images (prune/calibration.ts). */
+  calibration?: CalibrationReport;
 }
 
 export interface ReportInput {
@@ -153,6 +156,14 @@ export function formatReport(report: PruneReport): string {
   if (changed.length) {
     lines.push('', 'group'.padEnd(48) + 'kept/total');
     for (const x of changed) lines.push(`${x.name}${x.coupled ? ' (coupled)' : ''}`.padEnd(48) + `${x.kept}/${x.total}${x.carrier ? ' (1 carrier)' : ''}`);
+  }
+  const c = report.calibration;
+  if (c) {
+    lines.push(
+      '',
+      `calibration: ${c.mode} on ${c.images} image${c.images === 1 ? '' : 's'} in ${c.seconds.toFixed(1)} s (peak GPU memory ${(c.peakGpuBytes / 2 ** 20).toFixed(1)} MiB)` +
+        (c.stats ? `; BatchNorm statistics of ${c.stats.layers} layers re-estimated in ${c.stats.seconds.toFixed(1)} s` : ''),
+    );
   }
   lines.push('', ...report.notes.map((n) => `note: ${n}`));
   return lines.join('\n');
