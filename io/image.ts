@@ -16,8 +16,11 @@
 //   colorSpaceConversion: 'none' }) ignore it. CMYK (Adobe CMYK and YCCK JPEGs, CMYK TIFFs) is
 //   converted with Pillow's own formula, not a colour profile: R = (255 - K) - C * (255 - K) / 255
 //   rounded as Pillow's MULDIV255 (likewise G from M, B from Y), where a JPEG's CMYK is always
-//   read as Adobe-inverted, as Pillow does. Grayscale is replicated, alpha dropped. Only the first
-//   frame of an animated GIF or multi-page TIFF is read, as Image.open does.
+//   read as Adobe-inverted, as Pillow does. Grayscale is replicated, alpha dropped (a GIF's
+//   transparent pixels get their palette colour, as in Pillow's palette image). 16-bit samples
+//   become their high byte (libvips; Pillow does the same for 16-bit RGB TIFF, but saturates
+//   16-bit grayscale to 0 or 255). Only the first frame of an animated GIF or multi-page TIFF is
+//   read, as Image.open does.
 // - EXIF orientation: `exifOrientation: 'ignore'` (the default) keeps the stored pixels, as
 //   Image.open(...).convert('RGB') and torchvision's datasets do; 'apply' rotates/flips them as
 //   ImageOps.exif_transpose and browsers do (the Orientation tag of a JPEG, WebP or AVIF as

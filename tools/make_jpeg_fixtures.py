@@ -255,6 +255,21 @@ def display_p3_like_profile():
     return header + table + data
 
 
+def tiff_rgb16(arr):
+    """A little-endian, uncompressed, single-strip 16-bit RGB TIFF (Pillow cannot write one)."""
+    h, w, _ = arr.shape
+    data = arr.astype('<u2').tobytes()
+    bps_at = 8 + len(data)
+    ifd_at = bps_at + 6 + (bps_at + 6) % 2
+    tags = [(256, 4, 1, w), (257, 4, 1, h), (258, 3, 3, bps_at), (259, 3, 1, 1), (262, 3, 1, 2), (273, 4, 1, 8),
+            (277, 3, 1, 3), (278, 4, 1, h), (279, 4, 1, len(data)), (284, 3, 1, 1)]
+    out = b'II*\0' + struct.pack('<I', ifd_at) + data + struct.pack('<HHH', 16, 16, 16)
+    out += b'\0' * (ifd_at - len(out)) + struct.pack('<H', len(tags))
+    for tag, typ, count, value in tags:
+        out += struct.pack('<HHIHH', tag, typ, count, value, 0) if typ == 3 and count == 1 else struct.pack('<HHII', tag, typ, count, value)
+    return out + struct.pack('<I', 0)
+
+
 # ---------------------------------------------------------------- JPEG structure, for the index
 
 
@@ -383,6 +398,8 @@ def main():
     pillow('webp_exif_orientation_6', small_im, 'WEBP', 'WebP lossless with EXIF Orientation 6', lossless=True, exif=exif6.tobytes())
     pillow('png_exif_orientation_6', small_im, 'PNG', 'PNG with an eXIf chunk, Orientation 6 (decoded by maskgpu itself, not sharp)', exif=exif6.tobytes())
     pillow('tiff_orientation_6', small_im, 'TIFF', 'TIFF with the Orientation tag 6', tiffinfo={0x0112: 6})
+    rgb16 = small.astype(np.uint16) * 257 + np.random.default_rng(3).integers(0, 257, small.shape).astype(np.uint16)
+    files.append(('tiff_rgb16', tiff_rgb16(rgb16), 'tiff', '16-bit RGB TIFF (Pillow keeps the high byte)', 'tools/make_jpeg_fixtures.py TIFF writer'))
 
     # --- a JPEG with damaged entropy-coded data: libjpeg warns ("Corrupt JPEG data") and decodes
     # what it can, Pillow does not raise, so maskgpu must decode it to the same pixels.
