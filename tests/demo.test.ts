@@ -259,7 +259,10 @@ test('the pruned weights download, and the Node CLI runs them to the page\'s det
     await cdp.send('Browser.setDownloadBehavior', { behavior: 'allow', downloadPath: dir, eventsEnabled: true });
     let suggested = '';
     cdp.on('Browser.downloadWillBegin', (e) => (suggested = e.suggestedFilename));
-    const done = new Promise<string>((resolve) => cdp.on('Browser.downloadProgress', (e) => e.state !== 'inProgress' && resolve(e.state)));
+    const done = new Promise<string>((resolve, reject) => {
+      cdp.on('Browser.downloadProgress', (e) => e.state !== 'inProgress' && resolve(e.state));
+      setTimeout(() => reject(new Error('no download finished within 60 s of clicking the button')), 60_000).unref();
+    });
     await c.tab.click('#download');
     assert.is(await done, 'completed');
     assert.is(suggested, `maskgpu-shapes-pruned-${RATIO.toFixed(2)}.safetensors`);
@@ -305,8 +308,9 @@ test('weights come from the Cache API on reload; a damaged cached copy is replac
 });
 
 test('wrong weights files show an error and the bundled model keeps working', async (c) => {
-  await c.tab.goto(pageUrl(c, { sample: SAMPLE, autorun: '0' }));
-  await settled(c.tab, 0);
+  // The page the cache test left: the bundled model, SAMPLE (the first sample) not yet segmented.
+  assert.is(await c.tab.evaluate(() => window.maskgpuDemo.runs), 0);
+  assert.is(await c.tab.evaluate(() => window.maskgpuDemo.image!.name), `${SAMPLE}.png`);
   const input = (await c.tab.$('input#weights-file'))!;
   const still = /The previous model \(maskgpu-shapes\.safetensors\) is still loaded\./;
 
