@@ -2,8 +2,10 @@
 // runs the engine over a COCO-format split (DIR/annotations.json + the images it names) and prints
 // COCO box/mask AP@[.5:.95], AP50, AP75 and the mean mask IoU of matched instances (eval/coco.ts),
 // the numbers tools/eval_torchvision.py gives for torchvision's own predictions on the same weights.
-// With --predictions it scores a COCO results file instead of running the model.
+// With --predictions it scores a COCO results file instead of running the model. While the model
+// runs, progress and an ETA go to stderr (io/progress.ts; none with --json).
 
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { describeAdapter } from '../engine/device.ts';
 import { GpuContext } from '../engine/gpu.ts';
@@ -14,6 +16,7 @@ import { maskrcnnParseOptions } from '../weights-loader/maskrcnn.ts';
 import { readSafetensorsFile, writeFileAtomic } from '../weights-loader/node.ts';
 import { parseCommandLine } from '../io/args.ts';
 import { BUNDLED_MODEL } from '../io/bundled.ts';
+import { createProgress } from '../io/progress.ts';
 import { DEFAULT_SPLIT, loadSplit, parsePredictions, predictSplit, toResults } from '../io/split.ts';
 import { useCachedConvTiling } from '../io/tiles.ts';
 
@@ -30,7 +33,8 @@ interface EvalArgs {
 
 export const EVAL_USAGE = `usage: maskgpu eval [--weights W.safetensors] [--data DIR] [--limit N] [--score-thresh S]
                    [--predictions-out F.json [--force]] [--predictions F.json] [--json]
-  --data DIR          folder with a COCO annotations.json and its images (default: data/shapes/test)
+  --data DIR          folder with a COCO annotations.json and its images (default: data/shapes/test,
+                      in maskgpu's git checkout; the npm package does not ship it)
   --weights W         model (default: the bundled models/maskgpu-shapes.safetensors)
   --limit N           only the first N images
   --score-thresh S    box score threshold (default 0.05, torchvision's and COCO evaluation's)
@@ -68,6 +72,9 @@ export async function evalCommand(argv: string[]): Promise<number> {
     console.log(EVAL_USAGE);
     return 0;
   }
+  if (args.data === DEFAULT_SPLIT && !existsSync(DEFAULT_SPLIT)) {
+    throw new Error(`the bundled shapes test split (${DEFAULT_SPLIT}) is in maskgpu's git checkout, not in the npm package: pass --data DIR, a folder with a COCO annotations.json and its images`);
+  }
   const split = await loadSplit(args.data, args.limit);
   let dets: EvalDetection[];
   let what: string;
@@ -82,15 +89,14 @@ export async function evalCommand(argv: string[]): Promise<number> {
     useCachedConvTiling(ctx);
     const model = await loadMaskRCNN(ctx, file, args.options);
     const t0 = performance.now();
+    const progress = createProgress({ label: 'eval', total: split.dataset.images.length, silent: args.json });
     try {
-      dets = await predictSplit(model, split, (done, total) => {
-        if (!args.json && process.stderr.isTTY) process.stderr.write(`\r${done}/${total} images`);
-      });
+      dets = await predictSplit(model, split, (_done, _total, fileName) => progress.tick(1, fileName));
     } finally {
+      progress.done();
       model.destroy();
       ctx.device.destroy();
     }
-    if (!args.json && process.stderr.isTTY) process.stderr.write('\n');
     what = `maskgpu on ${describeAdapter(ctx.report)}, ${((performance.now() - t0) / 1000).toFixed(1)} s`;
   }
   const metrics: CocoMetrics = evaluateCoco(split.dataset, dets);

@@ -2,6 +2,8 @@
 // masks) and an overlay PNG per image, written to DIR/<image name>.json and .png. Existing outputs
 // are refused before any work unless --force is given, two images that would write the same
 // files are refused, and every file is written atomically (temp file + rename): io/outputs.ts.
+// With more than one image, progress and an ETA go to stderr (io/progress.ts: a bar on a terminal,
+// a plain line every few seconds otherwise); stdout keeps one line per image.
 
 import { mkdir } from 'node:fs/promises';
 import { basename } from 'node:path';
@@ -17,6 +19,7 @@ import { parseCommandLine, UsageError } from '../io/args.ts';
 import { BUNDLED_MODEL } from '../io/bundled.ts';
 import { MAX_MEGAPIXELS, readImageFile } from '../io/image.ts';
 import { segmentOutputStems, writeSegmentation } from '../io/outputs.ts';
+import { createProgress } from '../io/progress.ts';
 import { useCachedConvTiling } from '../io/tiles.ts';
 
 export const SEGMENT_USAGE = `usage: maskgpu segment IMAGE... [options]
@@ -90,6 +93,11 @@ export async function segmentCommand(argv: string[]): Promise<number> {
   if (args.verbose) console.log(`adapter: ${describeAdapter(ctx.report)}\nweights: ${weightsPath} (${model.classes.length} classes)`);
   await mkdir(args.out, { recursive: true });
   let failures = 0;
+  const progress = args.images.length > 1 ? createProgress({ label: 'segment', total: args.images.length }) : undefined;
+  // On a terminal the bar is redrawn in place on stderr: clear it before a line of output.
+  const clearBar = () => {
+    if (progress && process.stderr.isTTY) process.stderr.write('\r\x1b[K');
+  };
   for (const [i, path] of args.images.entries()) {
     try {
       const image = await readImageFile(path, { maxMegapixels: args.maxMegapixels });
@@ -98,6 +106,7 @@ export async function segmentCommand(argv: string[]): Promise<number> {
       const stem = stems[i];
       await writeSegmentation(stem, image, result, { force: args.force });
       const t = result.timingsMs;
+      clearBar();
       console.log(`${path}: ${result.detections.length} detections in ${t.total.toFixed(0)} ms -> ${stem}.json, ${stem}.png`);
       if (args.verbose) {
         const plan = await model.prepare(image.height, image.width);
@@ -112,9 +121,12 @@ export async function segmentCommand(argv: string[]): Promise<number> {
       }
     } catch (e) {
       failures++;
+      clearBar();
       console.error(`maskgpu: ${path}: ${(e as Error).message}`);
     }
+    progress?.tick(1, basename(path));
   }
+  progress?.done(failures ? `${failures} failed` : undefined);
   model.destroy();
   ctx.device.destroy();
   return failures ? 1 : 0;

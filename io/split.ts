@@ -42,8 +42,16 @@ export async function loadSplit(dir: string, limit?: number): Promise<Split> {
   return { dir, dataset };
 }
 
-/** Runs the model over every image of the split; detections in COCO's [x, y, w, h] box form. */
-export async function predictSplit(model: MaskRCNN, split: Split, onImage?: (done: number, total: number) => void): Promise<EvalDetection[]> {
+/**
+ * Runs the model over every image of the split; detections in COCO's [x, y, w, h] box form.
+ * `onProgress` is called after each image with the count done, the split's size and the image's
+ * file name (e.g. to tick a createProgress bar, io/progress.ts).
+ */
+export async function predictSplit(
+  model: MaskRCNN,
+  split: Split,
+  onProgress?: (done: number, total: number, fileName: string) => void,
+): Promise<EvalDetection[]> {
   const out: EvalDetection[] = [];
   const { images } = split.dataset;
   for (let i = 0; i < images.length; i++) {
@@ -57,7 +65,7 @@ export async function predictSplit(model: MaskRCNN, split: Split, onImage?: (don
       const [x1, y1, x2, y2] = d.box;
       out.push({ imageId: im.id, categoryId: d.label, score: d.score, bbox: [x1, y1, x2 - x1, y2 - y1], mask: d.mask });
     }
-    onImage?.(i + 1, images.length);
+    onProgress?.(i + 1, images.length, im.file_name);
   }
   return out;
 }
