@@ -43,6 +43,7 @@ export class GpuContext {
   private readonly kernels = new Map<string, Kernel>();
   private readonly allocations = new Map<GPUBuffer, number>();
   private peak = 0;
+  private pipelineMs = 0;
   private liveBytes = 0;
   private lostInfo: GPUDeviceLostInfo | undefined;
   private tiling: Record<ConvClass, ConvTile> = { ...DEFAULT_CONV_TILING };
@@ -203,16 +204,21 @@ export class GpuContext {
 
   // ---- kernels -------------------------------------------------------------------------------
 
-  /** Compiles (once per source + constants) and returns the pipeline with its binding table. */
+  /**
+   * Compiles (once per source + constants + entry point: one pipeline per distinct code, shared by
+   * every layer that asks for it, whatever its label) and returns the pipeline with its binding
+   * table. The label names the pipeline after its first user.
+   */
   kernel(spec: KernelSpec): Kernel {
     const consts = spec.consts ?? {};
     const constKey = Object.keys(consts)
       .sort()
       .map((k) => `${k}=${consts[k]}`)
       .join(',');
-    const key = `${spec.label}|${spec.entryPoint ?? 'main'}|${constKey}|${fnv1a(spec.source)}:${spec.source.length}`;
+    const key = `${spec.entryPoint ?? 'main'}|${constKey}|${fnv1a(spec.source)}:${spec.source.length}`;
     const cached = this.kernels.get(key);
     if (cached) return cached;
+    const started = performance.now();
 
     this.assertAlive();
     const code = specialize(spec.source, consts);
@@ -235,7 +241,13 @@ export class GpuContext {
     const params = bindings.some((b) => b.name === 'params') ? parseUniformStruct(code, structName) : undefined;
     const kernel: Kernel = { pipeline, bindGroupLayout, bindings, params, workgroup: workgroupSize(code), label: spec.label };
     this.kernels.set(key, kernel);
+    this.pipelineMs += performance.now() - started;
     return kernel;
+  }
+
+  /** Pipelines this context created (one per distinct specialised code) and the CPU time spent creating them. */
+  get pipelines(): { count: number; createMs: number; labels: string[] } {
+    return { count: this.kernels.size, createMs: this.pipelineMs, labels: [...this.kernels.values()].map((k) => k.label) };
   }
 
   /** A uniform buffer holding `values` packed by the kernel's `params` struct. */

@@ -215,6 +215,7 @@ export class Conv2d {
         batch_limit: batchLimit ?? this.ctx.unusedBinding,
       },
       [ceilDiv(n, tile.tn * tile.wgX), ceilDiv(spec.cout, tile.tm * tile.wgY)],
+      this.label,
     );
   }
 

@@ -21,11 +21,12 @@ export class Dispatch {
     params: Record<string, number> | undefined,
     resources: Record<string, GPUBuffer>,
     workgroups: [number, number?, number?],
+    label = kernel.label,
   ): Dispatch {
     const grid: [number, number, number] = [workgroups[0], workgroups[1] ?? 1, workgroups[2] ?? 1];
     const max = ctx.device.limits.maxComputeWorkgroupsPerDimension;
     if (grid.some((g) => g > max)) {
-      throw new GpuError(`${kernel.label}: a grid of ${grid.join('x')} workgroups exceeds this adapter's limit of ${max} per dimension; use a smaller input`);
+      throw new GpuError(`${label}: a grid of ${grid.join('x')} workgroups exceeds this adapter's limit of ${max} per dimension; use a smaller input`);
     }
     const owned: GPUBuffer[] = [];
     const all = { ...resources };
@@ -34,7 +35,7 @@ export class Dispatch {
       owned.push(uniform);
       all.params = uniform;
     }
-    return new Dispatch(kernel.label, kernel, ctx.bindGroup(kernel, all), grid, owned, ctx);
+    return new Dispatch(label, kernel, ctx.bindGroup(kernel, all), grid, owned, ctx);
   }
 
   get grid(): readonly [number, number, number] {

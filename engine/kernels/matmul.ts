@@ -67,5 +67,6 @@ function matmulDispatch(
     dims,
     { a: buffers.a, b: buffers.b, c: buffers.c, bias: buffers.bias ?? ctx.unusedBinding },
     [ceilDiv(dims.n, tile.tn * tile.wgX), ceilDiv(dims.m, tile.tm * tile.wgY)],
+    label,
   );
 }
