@@ -17,7 +17,7 @@ import { maskrcnnParseOptions } from '../weights-loader/maskrcnn.ts';
 import { readSafetensorsFile } from '../weights-loader/node.ts';
 import { parseCommandLine, UsageError } from '../io/args.ts';
 import { BUNDLED_MODEL } from '../io/bundled.ts';
-import { MAX_MEGAPIXELS, readImageFile } from '../io/image.ts';
+import { DEFAULT_EXIF_ORIENTATION, MAX_MEGAPIXELS, readImageFile, type ExifOrientationMode } from '../io/image.ts';
 import { segmentOutputStems, writeSegmentation } from '../io/outputs.ts';
 import { createProgress } from '../io/progress.ts';
 import { useCachedConvTiling } from '../io/tiles.ts';
@@ -31,6 +31,8 @@ export const SEGMENT_USAGE = `usage: maskgpu segment IMAGE... [options]
   --min-size N, --max-size N    resize rule (default: the model's metadata, else 800 / 1333)
   --detections-per-image N  keep at most N detections (default 100; fewer lets huge images fit)
   --max-megapixels N        refuse images larger than N million pixels (default ${MAX_MEGAPIXELS})
+  --exif-orientation M      ignore|apply the EXIF orientation tag (default ${DEFAULT_EXIF_ORIENTATION}: the stored pixels,
+                            as torchvision's usual Image.open(path).convert('RGB') sees them)
   --verbose, -v             print the resize, timings and GPU memory`;
 
 const SEGMENT_OPTIONS = {
@@ -45,6 +47,7 @@ const SEGMENT_OPTIONS = {
     'max-size': { type: 'number' },
     'detections-per-image': { type: 'number' },
     'max-megapixels': { type: 'number', above: 0 },
+    'exif-orientation': { type: 'string', choices: ['ignore', 'apply'] },
     verbose: { type: 'boolean', short: 'v' },
   },
 } as const;
@@ -57,6 +60,7 @@ export interface SegmentArgs {
   verbose: boolean;
   force: boolean;
   maxMegapixels?: number;
+  exifOrientation?: ExifOrientationMode;
 }
 
 /** The command line of `maskgpu segment`; undefined for --help. Throws a UsageError on a bad one. */
@@ -72,7 +76,7 @@ export function parseSegmentArgs(argv: string[]): SegmentArgs | undefined {
   if (v['min-size'] !== undefined) options.minSize = v['min-size'];
   if (v['max-size'] !== undefined) options.maxSize = v['max-size'];
   if (v['detections-per-image'] !== undefined) options.detectionsPerImage = v['detections-per-image'];
-  return { images: parsed.positionals, weights: v.weights, out: v.out, options, verbose: v.verbose, force: v.force, maxMegapixels: v['max-megapixels'] };
+  return { images: parsed.positionals, weights: v.weights, out: v.out, options, verbose: v.verbose, force: v.force, maxMegapixels: v['max-megapixels'], exifOrientation: v['exif-orientation'] };
 }
 
 export async function segmentCommand(argv: string[]): Promise<number> {
@@ -100,7 +104,7 @@ export async function segmentCommand(argv: string[]): Promise<number> {
   };
   for (const [i, path] of args.images.entries()) {
     try {
-      const image = await readImageFile(path, { maxMegapixels: args.maxMegapixels });
+      const image = await readImageFile(path, { maxMegapixels: args.maxMegapixels, exifOrientation: args.exifOrientation });
       ctx.resetPeak();
       const result = await model.segment(image, { profile: args.verbose });
       const stem = stems[i];

@@ -1,4 +1,4 @@
-// io/: maskgpu's Node-only library (node:fs, node:path, node:util, pngjs, jpeg-js), the entry for
+// io/: maskgpu's Node-only library (node:fs, node:path, node:util, pngjs, sharp), the entry for
 // Node code that is not the engine itself: the CLI (bin/), the tests, benchmarks and experiments
 // import it. The browser bundle (index.ts -> dist/maskgpu.js) must never import io/.
 //
