@@ -42,6 +42,15 @@ export const fpnFeatures: Tolerance = { name: 'fpnFeatures', abs: 1e-4, rel: 1e-
  */
 export const goldenDetections: DetectionGate = { name: 'goldenDetections', minBoxIou: 0.9998, maxScoreError: 1e-4, minMaskIou: 1 };
 
+/**
+ * The golden model on JPEG copies of the golden images (tests/jpeg-golden.test.ts; decoding is
+ * byte-identical to Pillow, so what remains is the engine's float32 rounding on new inputs).
+ * Measured on 6 JPEGs (97 detections): worst box IoU 0.999968, worst |score error| 8.2e-5, worst
+ * mask IoU 0.996 (one mask of progressive_420: a few pixels whose pasted probability is within
+ * rounding of 0.5). Margin: 2.4x on the score error, 6x on the box IoU loss; masks >= 0.99.
+ */
+export const jpegGoldenDetections: DetectionGate = { name: 'jpegGoldenDetections', minBoxIou: 0.9998, maxScoreError: 2e-4, minMaskIou: 0.99 };
+
 export interface Comparison {
   ok: boolean;
   worstAbs: number;
