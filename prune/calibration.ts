@@ -16,6 +16,7 @@ import { Recorder } from '../engine/recorder.ts';
 import { loadMaskRCNNWeights, WeightsError, type MaskRCNNMeta } from '../weights-loader/maskrcnn.ts';
 import type { Tensor } from '../weights-loader/safetensors.ts';
 import { BnAccumulator, TrainModeBody } from './bnStatistics.ts';
+import { reconstructBody, type LeastSquaresReport } from './leastSquares.ts';
 import { CalibrationError, imageName, nonFinite, type CalibrationImage, type CalibrationMode, type ResolvedCalibration } from './calibrationOptions.ts';
 
 export interface CalibrationReport {
@@ -25,6 +26,7 @@ export interface CalibrationReport {
   /** Peak bytes of GPU buffers the engine held while calibrating (weights, activations, statistics). */
   peakGpuBytes: number;
   stats?: { layers: number; images: number; seconds: number };
+  leastSquares?: LeastSquaresReport;
 }
 
 /** The resize of one calibration image, with the limits the model itself would refuse it for. */
@@ -99,10 +101,22 @@ async function reestimateStatistics(ctx: GpuContext, tensors: Map<string, Tensor
  */
 export async function calibrate(
   ctx: GpuContext,
-  input: { pruned: Map<string, Tensor>; dense: Map<string, Tensor>; meta: MaskRCNNMeta; metadata: Record<string, string> },
+  input: {
+    pruned: Map<string, Tensor>;
+    dense: Map<string, Tensor>;
+    meta: MaskRCNNMeta;
+    metadata: Record<string, string>;
+    /** Channels each group kept (compact filter pruning); undefined when the layers kept their shapes (mask mode, kernel granularity). */
+    kept?: Map<string, number[]>;
+  },
   o: ResolvedCalibration,
 ): Promise<{ tensors: Map<string, Tensor>; report: CalibrationReport }> {
   const t0 = performance.now();
+  if (o.mode !== 'stats' && !input.kept) {
+    throw new CalibrationError(
+      `calibration mode '${o.mode}' refits the layers whose channels were removed, which needs compact mode and filter granularity; use mode 'stats' for masked or kernel-pruned models`,
+    );
+  }
   ctx.resetPeak();
   let tensors = input.pruned;
   const report: CalibrationReport = { mode: o.mode, images: o.images.length, seconds: 0, peakGpuBytes: 0 };
@@ -112,7 +126,22 @@ export async function calibrate(
     tensors = r.tensors;
     report.stats = { layers: r.layers, images: o.images.length, seconds: (performance.now() - t) / 1000 };
   }
-  if (o.mode !== 'stats') throw new CalibrationError(`calibration mode '${o.mode}' is not available yet`);
+  if (o.mode === 'lsq' || o.mode === 'stats+lsq') {
+    const r = await reconstructBody(ctx, { pruned: tensors, dense: input.dense, meta: input.meta, kept: input.kept! }, o.images.slice(0, o.leastSquares.images), {
+      ridge: o.leastSquares.ridge,
+      maxBytes: o.leastSquares.maxBytes,
+      positions: o.leastSquares.positions,
+      onProgress: (done, total) => o.onProgress('least squares', done, total),
+    });
+    tensors = r.tensors;
+    report.leastSquares = r.report;
+  }
+  // A float16 file must hold every calibrated value.
+  for (const [key, t] of tensors) {
+    if (t.dtype !== 'F16' || t === input.pruned.get(key)) continue;
+    const i = t.data.findIndex((v) => Math.abs(v) > 65504);
+    if (i >= 0) throw new CalibrationError(`calibration gives '${key}' a value of ${t.data[i]}, beyond float16's range (65504): write the file as float32 (maskgpu prune --dtype f32)`);
+  }
   // The loader's own checks (finite values, folds that stay finite) on what will be written.
   try {
     loadMaskRCNNWeights({ metadata: input.metadata, tensors });

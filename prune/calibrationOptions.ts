@@ -25,6 +25,17 @@ export interface CalibrationOptions {
    * network; 'stats+lsq': both. Default 'stats'.
    */
   mode?: CalibrationMode;
+  /** Least-squares settings (modes 'lsq' and 'stats+lsq'). */
+  leastSquares?: {
+    /** Use only the first N images for the refits (default: all, as far as `maxBytes` allows). */
+    images?: number;
+    /** Ridge, relative to the mean squared feature (prune/ridge.ts). Default 1e-3. */
+    ridge?: number;
+    /** Most bytes of activations kept on the GPU between passes (both networks, all images). Default 1 GiB. */
+    maxBytes?: number;
+    /** Output positions per image and layer in the fit (evenly spaced). Default 1024. */
+    positions?: number;
+  };
   /** Called as work progresses: phase name, units done, units in the phase. */
   onProgress?: (phase: string, done: number, total: number) => void;
 }
@@ -32,6 +43,7 @@ export interface CalibrationOptions {
 export interface ResolvedCalibration {
   images: CalibrationImage[];
   mode: CalibrationMode;
+  leastSquares: { images: number; ridge: number; maxBytes: number; positions: number };
   onProgress: (phase: string, done: number, total: number) => void;
 }
 
@@ -73,5 +85,11 @@ export function resolveCalibration(o: CalibrationOptions): ResolvedCalibration {
       throw new CalibrationError(`${imageName(im, i)}: ${data?.length} bytes of pixels; a ${width}x${height} image needs ${width * height * 3} (RGB) or ${width * height * 4} (RGBA)`);
     }
   });
-  return { images, mode, onProgress: o.onProgress ?? (() => {}) };
+  const ls = o.leastSquares ?? {};
+  if (ls.images !== undefined && !(Number.isSafeInteger(ls.images) && ls.images >= 1)) throw new CalibrationError(`leastSquares.images is ${ls.images}: it must be a positive integer`);
+  if (ls.ridge !== undefined && !(ls.ridge >= 0 && Number.isFinite(ls.ridge))) throw new CalibrationError(`leastSquares.ridge is ${ls.ridge}: it must be a finite number >= 0`);
+  if (ls.maxBytes !== undefined && !(ls.maxBytes > 0)) throw new CalibrationError(`leastSquares.maxBytes is ${ls.maxBytes}: it must be positive`);
+  if (ls.positions !== undefined && !(Number.isSafeInteger(ls.positions) && ls.positions >= 1)) throw new CalibrationError(`leastSquares.positions is ${ls.positions}: it must be a positive integer`);
+  const leastSquares = { images: Math.min(ls.images ?? images.length, images.length), ridge: ls.ridge ?? 1e-3, maxBytes: ls.maxBytes ?? 2 ** 30, positions: ls.positions ?? 1024 };
+  return { images, mode, leastSquares, onProgress: o.onProgress ?? (() => {}) };
 }

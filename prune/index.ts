@@ -122,16 +122,19 @@ async function pruneOn(ctx: GpuContext, weights: SafetensorsFile, o: ResolvedPru
   let result = masked;
   const kept = new Map([...graph.groups.values()].map((g) => [g.name, g.channels - (channels.get(g.name)?.reduce((a, b) => a + b, 0) ?? 0)]));
   let carriers = new Map<string, number>();
+  let keptLists = new Map<string, number[]>();
   if (o.mode === 'compact') {
     const c = compactTensors(graph, masked, channels, meta.eps, o.compensation, o);
     result = c.tensors;
     carriers = c.carriers;
+    keptLists = c.kept;
     for (const [g, list] of c.kept) kept.set(g, list.length);
   }
 
   const report = buildReport({ graph, before: tensors, after: result, kept, carriers, groups, selection, options: o, meta });
   if (calibration) {
-    const c = await calibrate(ctx, { pruned: result, dense: tensors, meta, metadata: weights.metadata }, calibration);
+    const refittable = o.mode === 'compact' && o.granularity === 'filter';
+    const c = await calibrate(ctx, { pruned: result, dense: tensors, meta, metadata: weights.metadata, kept: refittable ? keptLists : undefined }, calibration);
     result = c.tensors;
     report.calibration = c.report;
   }

@@ -162,7 +162,8 @@ export function formatReport(report: PruneReport): string {
     lines.push(
       '',
       `calibration: ${c.mode} on ${c.images} image${c.images === 1 ? '' : 's'} in ${c.seconds.toFixed(1)} s (peak GPU memory ${(c.peakGpuBytes / 2 ** 20).toFixed(1)} MiB)` +
-        (c.stats ? `; BatchNorm statistics of ${c.stats.layers} layers re-estimated in ${c.stats.seconds.toFixed(1)} s` : ''),
+        (c.stats ? `; BatchNorm statistics of ${c.stats.layers} layers re-estimated in ${c.stats.seconds.toFixed(1)} s` : '') +
+        (c.leastSquares ? `; ${c.leastSquares.layers.length} layers refitted by least squares on ${c.leastSquares.images} images in ${c.leastSquares.seconds.toFixed(1)} s` : ''),
     );
   }
   lines.push('', ...report.notes.map((n) => `note: ${n}`));

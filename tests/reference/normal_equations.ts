@@ -2,7 +2,8 @@
 // conv refit (He et al. 2017, "Channel Pruning for Accelerating Very Deep Neural Networks"):
 // X = the im2col rows of the input (torch's (c, ky, kx) column order, zero padding), one row per
 // output position over batch, OH, OW, plus a constant 1 column; T = target - base at those
-// positions. Returns G = [X^T X | X^T T] in full (both triangles), F x (F + M), row-major.
+// positions (or every step-th of them, from an offset). Returns G = [X^T X | X^T T] in full (both
+// triangles), F x (F + M), row-major.
 
 export interface NormalEquationsRefArgs {
   batch: number;
@@ -16,7 +17,13 @@ export interface NormalEquationsRefArgs {
   targets: number;
 }
 
-export function normalEquationsRef(a: NormalEquationsRefArgs, input: ArrayLike<number>, target: ArrayLike<number>, base?: ArrayLike<number>): { gram: Float64Array; features: number; columns: number; oh: number; ow: number } {
+export function normalEquationsRef(
+  a: NormalEquationsRefArgs,
+  input: ArrayLike<number>,
+  target: ArrayLike<number>,
+  base?: ArrayLike<number>,
+  sample: { step: number; offset: number } = { step: 1, offset: 0 },
+): { gram: Float64Array; features: number; columns: number; oh: number; ow: number } {
   const [sh, sw] = a.stride ?? [1, 1];
   const [ph, pw] = a.padding ?? [0, 0];
   const oh = Math.floor((a.h + 2 * ph - a.kh) / sh) + 1;
@@ -29,6 +36,8 @@ export function normalEquationsRef(a: NormalEquationsRefArgs, input: ArrayLike<n
   for (let n = 0; n < a.batch; n++)
     for (let oy = 0; oy < oh; oy++)
       for (let ox = 0; ox < ow; ox++) {
+        // Only every step-th position of the flattened (n, oy, ox) range, from offset.
+        if (((n * oh + oy) * ow + ox - sample.offset) % sample.step !== 0 || (n * oh + oy) * ow + ox < sample.offset) continue;
         for (let c = 0; c < a.cin; c++)
           for (let ky = 0; ky < a.kh; ky++)
             for (let kx = 0; kx < a.kw; kx++) {
