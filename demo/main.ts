@@ -59,6 +59,7 @@ const ui = {
   shown: $<HTMLParagraphElement>('shown'),
   ratio: $<HTMLInputElement>('ratio'),
   ratioValue: $<HTMLOutputElement>('ratio-value'),
+  calibrate: $<HTMLInputElement>('calibrate'),
   prune: $<HTMLButtonElement>('prune'),
   modelInfo: $<HTMLDListElement>('model-info'),
   viewer: $<HTMLElement>('viewer'),
@@ -172,7 +173,8 @@ function renderModelInfo(info: ModelInfo): void {
     const s = info.report.summary;
     items.push(['Compression rate', `${s.params.compressionRate.toFixed(2)}×`]);
     items.push([`GMACs at ${s.gmacs.inputSize.join('×')}`, `${s.gmacs.after.total} (dense ${s.gmacs.before.total})`]);
-    items.push(['Prune time', `${fmtMs(info.pruneMs!)} (L1 norms on the GPU, compaction, upload)`]);
+    items.push(['Prune time', `${fmtMs(info.pruneMs!)} (L1 norms on the GPU, compaction${info.calibration ? ', calibration' : ''}, upload)`]);
+    items.push(['Calibration', info.calibration ? `BatchNorm statistics on ${info.calibration.images.length} images (${info.calibration.images.join(', ')})` : 'none']);
   }
   fillList(ui.modelInfo, items);
   ui.modelInfo.dataset.params = String(info.params);
@@ -328,8 +330,19 @@ async function start(): Promise<void> {
 }
 
 async function openFile(file: File): Promise<void> {
-  setImage(await decodeImage(file, file.name));
+  const image = await decodeImage(file, file.name);
+  opened.push(image);
+  setImage(image);
   await segment();
+}
+
+/** Images the user opened this session: with the bundled samples, what calibration runs on. */
+const opened: Pixels[] = [];
+let samples: Pixels[] | undefined;
+
+async function calibrationImages(): Promise<Pixels[]> {
+  samples ??= await Promise.all(Array.from(ui.sample.options, (o) => fetchImage(`models/samples/${o.value}.png`)));
+  return [...samples, ...opened];
 }
 
 const isWeightsFile = (file: File) => /\.safetensors$/i.test(file.name);
@@ -373,8 +386,13 @@ ui.bundled.addEventListener('click', () => guard(() => loadWeights((s) => s.load
 ui.download.addEventListener('click', () => guard(async () => downloadPruned()));
 ui.prune.addEventListener('click', () => guard(async () => {
   const ratio = Number(ui.ratio.value);
-  setStatus(ratio ? `Pruning ${(ratio * 100).toFixed(0)} % of the channels on the GPU…` : 'Back to the dense model…');
-  renderModelInfo(await state.session!.setRatio(ratio));
+  const calibration = ratio && ui.calibrate.checked ? await calibrationImages() : undefined;
+  setStatus(
+    ratio
+      ? `Pruning ${(ratio * 100).toFixed(0)} % of the channels on the GPU${calibration ? `, then calibrating on ${calibration.length} images` : ''}…`
+      : 'Back to the dense model…',
+  );
+  renderModelInfo(await state.session!.setRatio(ratio, calibration));
   await segment();
 }));
 ui.viewer.addEventListener('dragover', (e) => {

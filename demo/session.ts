@@ -74,6 +74,16 @@ export interface ModelInfo {
   report?: PruneReport;
   /** Wall time of prune() plus loading the pruned model onto the device. */
   pruneMs?: number;
+  /** Present when the pruned model was calibrated (BatchNorm statistics re-estimated on these images). */
+  calibration?: { images: string[]; mode: 'stats' };
+}
+
+/** An unlabeled image for calibration: RGB or RGBA pixels (canvas ImageData works) and a name. */
+export interface CalibrationPixels {
+  width: number;
+  height: number;
+  data: Uint8Array | Uint8ClampedArray;
+  name: string;
 }
 
 /** Weights and biases of conv and linear layers: what the pruning report calls parameters. */
@@ -259,17 +269,25 @@ export class DemoSession {
     return this.pruned?.info ?? this.denseInfo;
   }
 
-  /** Prunes the dense weights at `ratio` on the GPU (0: back to the dense model) and loads the result. */
-  async setRatio(ratio: number): Promise<ModelInfo> {
-    if (ratio === this.info.ratio) return this.info;
+  /**
+   * Prunes the dense weights at `ratio` on the GPU (0: back to the dense model) and loads the
+   * result. With `calibration` images the pruned network's BatchNorm statistics are re-estimated
+   * on them first (prune()'s calibration, mode 'stats': no labels, no training).
+   */
+  async setRatio(ratio: number, calibration?: CalibrationPixels[]): Promise<ModelInfo> {
+    const names = calibration?.length ? calibration.map((c) => c.name) : undefined;
+    if (ratio === this.info.ratio && (ratio === 0 || JSON.stringify(names) === JSON.stringify(this.info.calibration?.images))) return this.info;
     const { file: source, denseInfo } = this.current;
     this.pruned?.model.destroy();
     this.pruned = undefined;
     if (ratio === 0) return denseInfo;
     const t0 = performance.now();
-    const { file, report } = await prune(this.ctx, source, { ratio });
+    const { file, report } = await prune(this.ctx, source, {
+      ratio,
+      calibration: names ? { images: calibration!.map(({ width, height, data, name }) => ({ width, height, data, name })), mode: 'stats' } : undefined,
+    });
     const model = await loadMaskRCNN(this.ctx, file, this.modelOptions);
-    const info: ModelInfo = { ratio, params: countParameters(file), report, pruneMs: performance.now() - t0 };
+    const info: ModelInfo = { ratio, params: countParameters(file), report, pruneMs: performance.now() - t0, calibration: names ? { images: names, mode: 'stats' } : undefined };
     this.pruned = { model, info, file };
     return info;
   }

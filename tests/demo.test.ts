@@ -288,6 +288,33 @@ test('the pruned weights download, and the Node CLI runs them to the page\'s det
   }
 });
 
+test(`pruning ${RATIO * 100} % with calibration in the page (BatchNorm statistics on the bundled samples) matches prune() with calibration in Node`, async (c) => {
+  // Node: the same three samples, decoded as the CLI decodes them (the page's canvas gives the same bytes for opaque PNGs).
+  const ctx = await sharedContext();
+  const file = parseSafetensors(new Uint8Array(readFileSync(WEIGHTS)), maskrcnnParseOptions);
+  const images = await Promise.all(['shapes_0', 'shapes_1', 'shapes_2'].map(async (s) => ({ ...(await readImageFile(`models/samples/${s}.png`)), name: `${s}.png` })));
+  const { file: calibrated } = await prune(ctx, file, { ratio: RATIO, calibration: { images, mode: 'stats' } });
+  const { file: plain } = await prune(ctx, file, { ratio: RATIO });
+  const means = (f: typeof plain) => [...f.tensors].filter(([k]) => k.endsWith('.running_mean')).flatMap(([, t]) => Array.from(t.data));
+  const changed = means(calibrated).filter((v, i) => v !== means(plain)[i]).length;
+  assert.ok(changed > 100, `calibration changed ${changed} BatchNorm means`);
+  const model = await loadMaskRCNN(ctx, calibrated);
+  const node = (await model.segment(await readImageFile(`models/samples/${SAMPLE}.png`))).detections;
+  model.destroy();
+
+  await c.tab.click('#calibrate');
+  assert.ok(await c.tab.$eval('#calibrate', (e) => (e as HTMLInputElement).checked), 'the calibration box is ticked');
+  const runs = await c.tab.evaluate(() => window.maskgpuDemo.runs);
+  const t0 = Date.now();
+  await c.tab.click('#prune');
+  await settled(c.tab, runs + 1);
+  const text = await c.tab.$eval('#model-info', (e) => e.textContent ?? '');
+  assert.match(text, /BatchNorm statistics on 3 images \(shapes_0\.png, shapes_1\.png, shapes_2\.png\)/);
+  console.log(`    page: pruned and calibrated in ${Date.now() - t0} ms; ${node.length} detections in Node`);
+  assertSameDetections(await pageDetections(c.tab), node, 'pruned and calibrated');
+  await c.tab.click('#calibrate');
+});
+
 test('weights come from the Cache API on reload; a damaged cached copy is replaced', async (c) => {
   const url = pageUrl(c, { autorun: '0' });
   await c.tab.goto(url);
