@@ -1,12 +1,17 @@
 // The pruning experiment (`npm run experiment`): prunes the bundled model at 10-80 % for global and
 // layer scope, filter and kernel granularity, with the exact compensation (carrier channels + bias
 // folding), without any (constants dropped) and, for global filter pruning, with the plain bias
-// fold; evaluates each on the test split (COCO mask/box AP, mean matched mask IoU) and measures
-// parameters, compression rate, GMACs and latency (pruned and dense alternately on the same
-// image, so the ratio is measured side by side). Writes results/pruning.{json,md,svg}.
+// fold; and layer-scope filter pruning calibrated on unlabeled images (prune()'s `calibration`:
+// BatchNorm statistics alone, and with the least-squares reconstruction) on the val split's
+// images, a split the evaluation never sees; evaluates each on the test split (COCO mask/box AP,
+// mean matched mask IoU) and measures parameters, compression rate, GMACs, latency (pruned and
+// dense alternately on the same image, so the ratio is measured side by side) and the
+// calibration's time. Writes results/pruning.{json,md,svg}.
 //
 //   npm run experiment [-- --data DIR] [--limit N] [--ratios 0.1,0.2] [--curves 'global filter;layer kernel'] [--repeats N]
+//                      [--calibrate DIR] [--calibration-images N] [--lsq-images N]
 //                      [--resume] [--report-only] [--latency-only] [--out DIR]
+// --resume continues an interrupted run and keeps the previous file's entries of curves not run now.
 // --latency-only re-times an existing results/pruning.json on a quiet machine (accuracy is deterministic).
 
 import { createHash } from 'node:crypto';
@@ -16,7 +21,9 @@ import { join } from 'node:path';
 import { describeAdapter } from '../engine/device.ts';
 import { GpuContext } from '../engine/gpu.ts';
 import { loadMaskRCNN, type MaskRCNN, type RgbImage } from '../engine/maskrcnn/model.ts';
-import { prune, type PruneOptions, type PruneReport } from '../prune/index.ts';
+import { prune, type CalibrationImage, type CalibrationMode, type PruneOptions, type PruneReport } from '../prune/index.ts';
+import { readCalibrationImages } from '../prune/calibrationImages.ts';
+import { createProgress } from '../io/progress.ts';
 import { evaluateCoco, type CocoMetrics } from '../eval/coco.ts';
 import { loadSplit, predictSplit, DEFAULT_SPLIT } from '../io/split.ts';
 import { readImageFile } from '../io/image.ts';
@@ -33,6 +40,8 @@ export interface Curve {
   granularity: 'filter' | 'kernel';
   compensation: 'carrier' | 'bias' | 'none';
   normalize?: 'mean';
+  /** Calibrated on unlabeled images after pruning (prune()'s `calibration.mode`). */
+  calibration?: CalibrationMode;
 }
 
 export const CURVES: Curve[] = [
@@ -46,6 +55,8 @@ export const CURVES: Curve[] = [
   { name: 'global kernel, no comp.', scope: 'global', granularity: 'kernel', compensation: 'none' },
   { name: 'layer kernel, no comp.', scope: 'layer', granularity: 'kernel', compensation: 'none' },
   { name: 'layer filter, bias fold', scope: 'layer', granularity: 'filter', compensation: 'bias' },
+  { name: 'layer filter, calibrated: stats', scope: 'layer', granularity: 'filter', compensation: 'carrier', calibration: 'stats' },
+  { name: 'layer filter, calibrated: stats+lsq', scope: 'layer', granularity: 'filter', compensation: 'carrier', calibration: 'stats+lsq' },
 ];
 
 export interface Entry {
@@ -66,6 +77,8 @@ export interface Entry {
   evalSeconds: number;
   /** Prunable groups left with at most 2 channels: name -> [kept, total]. */
   nearlyEmptied?: Record<string, [number, number]>;
+  /** Calibrated curves: seconds the calibration took (within pruneMs), images for the statistics and for the least squares. */
+  calibration?: { seconds: number; images: number; lsqImages?: number; peakGpuMiB: number };
 }
 
 export interface Results {
@@ -80,6 +93,8 @@ export interface Results {
   /** Set when the latencies were re-measured separately (--latency-only). */
   latencyCommand?: string;
   date: string;
+  /** Where the calibrated curves' unlabeled images came from. */
+  calibrationData?: string;
   dense: Entry;
   entries: Entry[];
 }
@@ -94,9 +109,13 @@ interface Args {
   latencyOnly: boolean;
   out: string;
   curves: Curve[];
+  calibrate: string;
+  calibrationImages: number;
+  lsqImages: number;
 }
 
 const USAGE = `usage: npm run experiment [-- --data DIR] [--limit N] [--ratios 0.1,0.2] [--curves 'global filter;layer kernel'] [--repeats N]
+                          [--calibrate DIR] [--calibration-images N] [--lsq-images N]
                           [--resume] [--report-only] [--latency-only] [--out DIR]   (see the header of experiments/pruning.ts)
   curves: ${CURVES.map((c) => `'${c.name}'`).join('; ')}`;
 
@@ -115,11 +134,17 @@ function parseArgs(argv: string[]): Args {
         'latency-only': { type: 'boolean' },
         out: { type: 'string', default: 'results' },
         curves: { type: 'string' },
+        calibrate: { type: 'string', default: 'data/shapes/val/images' },
+        'calibration-images': { type: 'number', integer: true, min: 1, default: 100 },
+        'lsq-images': { type: 'number', integer: true, min: 1, default: 32 },
       },
     },
     argv,
   );
-  const a: Args = { data: v.data, limit: v.limit, ratios: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8], repeats: v.repeats, resume: v.resume, reportOnly: v['report-only'], latencyOnly: v['latency-only'], out: v.out, curves: CURVES };
+  const a: Args = {
+    data: v.data, limit: v.limit, ratios: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8], repeats: v.repeats, resume: v.resume, reportOnly: v['report-only'],
+    latencyOnly: v['latency-only'], out: v.out, curves: CURVES, calibrate: v.calibrate, calibrationImages: v['calibration-images'], lsqImages: v['lsq-images'],
+  };
   if (v.ratios !== undefined) a.ratios = v.ratios.split(',').map(Number);
   if (v.curves !== undefined) {
     const names = v.curves.split(';').map((n) => n.trim());
@@ -180,11 +205,16 @@ async function main(): Promise<void> {
     if (r.weightsSha256 === sha && r.images === split.dataset.images.length) previous = r;
     else console.log(`${jsonPath} is for other weights or another split: starting over`);
   }
-  const evaluate = async (model: MaskRCNN) => {
+  const evaluate = async (model: MaskRCNN, what: string) => {
     const t0 = performance.now();
-    const dets = await predictSplit(model, split);
+    const progress = createProgress({ label: `eval ${what}`, total: split.dataset.images.length });
+    const dets = await predictSplit(model, split, () => progress.tick());
+    progress.done();
     return { metrics: evaluateCoco(split.dataset, dets), seconds: (performance.now() - t0) / 1000 };
   };
+  // The calibrated curves' unlabeled images, read once (only if a calibrated curve will run).
+  let calibrationImages: CalibrationImage[] | undefined;
+  const calibrationSet = async () => (calibrationImages ??= await readCalibrationImages(args.calibrate, args.calibrationImages));
 
   const dense = await loadMaskRCNN(ctx, file);
   const results: Results = {
@@ -198,11 +228,13 @@ async function main(): Promise<void> {
     // --resume only continues an interrupted run: the command that reproduces it is the same without.
     command: ['npm run experiment', ...(process.argv.length > 2 ? ['--', ...process.argv.slice(2).filter((a) => a !== '--resume')] : [])].join(' ').replace(/ --$/, ''),
     date: new Date().toISOString().slice(0, 10),
+    calibrationData: args.curves.some((c) => c.calibration) ? args.calibrate : previous?.calibrationData,
     dense: previous?.dense ?? (undefined as unknown as Entry),
-    entries: [],
+    // --resume keeps what the previous file holds for curves not run now.
+    entries: previous?.entries.filter((e) => !args.curves.some((c) => c.name === e.curve)) ?? [],
   };
   if (!results.dense) {
-    const { metrics, seconds } = await evaluate(dense);
+    const { metrics, seconds } = await evaluate(dense, 'dense');
     const counted = await prune(ctx, file, { ratio: 0 });
     const s = counted.report.summary;
     const [t] = await sideBySide(dense, dense, image, args.repeats);
@@ -224,12 +256,28 @@ async function main(): Promise<void> {
         continue;
       }
       const options: PruneOptions = { ratio, scope: curve.scope, granularity: curve.granularity, compensation: curve.compensation, normalize: curve.normalize ?? 'none' };
+      const label = `${curve.name} ${(ratio * 100).toFixed(0)} %`;
+      let calibration: Parameters<typeof prune>[2]['calibration'];
+      if (curve.calibration) {
+        const bars = new Map<string, ReturnType<typeof createProgress>>();
+        calibration = {
+          images: await calibrationSet(),
+          mode: curve.calibration,
+          leastSquares: { images: args.lsqImages },
+          onProgress: (phase, done, total) => {
+            let bar = bars.get(phase);
+            if (!bar) bars.set(phase, (bar = createProgress({ label: `calibrate ${label}: ${phase}`, total })));
+            bar.tick();
+            if (done >= total) bar.done();
+          },
+        };
+      }
       const t0 = performance.now();
-      const { file: pruned, report } = await prune(ctx, file, options);
+      const { file: pruned, report } = await prune(ctx, file, { ...options, calibration });
       const pruneMs = performance.now() - t0;
       const model = await loadMaskRCNN(ctx, pruned);
       try {
-        const { metrics, seconds } = await evaluate(model);
+        const { metrics, seconds } = await evaluate(model, label);
         const [tp, td] = await sideBySide(model, dense, image, args.repeats);
         const s = report.summary;
         const e: Entry = {
@@ -238,10 +286,13 @@ async function main(): Promise<void> {
           gmacs: s.gmacs.after.total, gmacsEffective: s.gmacs.effectiveAfter.total, gmacRatio: s.gmacs.after.total / s.gmacs.before.total,
           channelsRemoved: s.channels.removed, nearlyEmptied: nearlyEmptied(report), latencyMs: tp, denseLatencyMs: td, latencyRatio: tp / td, pruneMs, evalSeconds: seconds,
         };
+        const c = report.calibration;
+        if (c) e.calibration = { seconds: c.seconds, images: c.images, lsqImages: c.leastSquares?.images, peakGpuMiB: c.peakGpuBytes / 2 ** 20 };
         results.entries.push(e);
         console.log(
           `${curve.name.padEnd(26)} ${(ratio * 100).toFixed(0).padStart(2)} %: mask AP ${metrics.maskAP.toFixed(3)} AP50 ${metrics.maskAP50.toFixed(3)} | box AP ${metrics.boxAP.toFixed(3)} | IoU ${metrics.meanIoU.toFixed(3)} | ` +
-            `x${e.compression.toFixed(2)} params | GMAC x${e.gmacRatio.toFixed(3)} | latency x${e.latencyRatio.toFixed(3)} (${tp.toFixed(0)}/${td.toFixed(0)} ms) | eval ${seconds.toFixed(0)} s`,
+            `x${e.compression.toFixed(2)} params | GMAC x${e.gmacRatio.toFixed(3)} | latency x${e.latencyRatio.toFixed(3)} (${tp.toFixed(0)}/${td.toFixed(0)} ms) | eval ${seconds.toFixed(0)} s` +
+            (c ? ` | calibration ${c.seconds.toFixed(0)} s on ${c.images}${c.leastSquares ? `/${c.leastSquares.images}` : ''} images` : ''),
         );
       } finally {
         model.destroy();
@@ -274,6 +325,10 @@ async function remeasureLatency(args: Args): Promise<void> {
   for (const e of r.entries) {
     const curve = CURVES.find((c) => c.name === e.curve);
     if (!curve) throw new Error(`${jsonPath}: unknown curve '${e.curve}'`);
+    // A calibrated model has the uncalibrated one's shapes but other detections (whose count costs
+    // mask-head, paste and RLE time): its latency stays as measured with its own weights.
+    if (curve.calibration) continue;
+    // Calibration changes values, not shapes: the uncalibrated file times the same.
     const { file: pruned, report } = await prune(ctx, file, { ratio: e.ratio, scope: curve.scope, granularity: curve.granularity, compensation: curve.compensation, normalize: curve.normalize ?? 'none' });
     e.nearlyEmptied = nearlyEmptied(report);
     const model = await loadMaskRCNN(ctx, pruned);

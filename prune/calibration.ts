@@ -17,6 +17,7 @@ import { loadMaskRCNNWeights, WeightsError, type MaskRCNNMeta } from '../weights
 import type { Tensor } from '../weights-loader/safetensors.ts';
 import { BnAccumulator, TrainModeBody } from './bnStatistics.ts';
 import { reconstructBody, type LeastSquaresReport } from './leastSquares.ts';
+import { reconstructHeads } from './leastSquaresHeads.ts';
 import { CalibrationError, imageName, nonFinite, type CalibrationImage, type CalibrationMode, type ResolvedCalibration } from './calibrationOptions.ts';
 
 export interface CalibrationReport {
@@ -127,14 +128,27 @@ export async function calibrate(
     report.stats = { layers: r.layers, images: o.images.length, seconds: (performance.now() - t) / 1000 };
   }
   if (o.mode === 'lsq' || o.mode === 'stats+lsq') {
-    const r = await reconstructBody(ctx, { pruned: tensors, dense: input.dense, meta: input.meta, kept: input.kept! }, o.images.slice(0, o.leastSquares.images), {
-      ridge: o.leastSquares.ridge,
-      maxBytes: o.leastSquares.maxBytes,
-      positions: o.leastSquares.positions,
-      onProgress: (done, total) => o.onProgress('least squares', done, total),
+    const images = o.images.slice(0, o.leastSquares.images);
+    const settings = { ridge: o.leastSquares.ridge, maxBytes: o.leastSquares.maxBytes, positions: o.leastSquares.positions };
+    const r = await reconstructBody(ctx, { pruned: tensors, dense: input.dense, meta: input.meta, kept: input.kept! }, images, {
+      ...settings,
+      onProgress: (done, total) => o.onProgress('least squares (body)', done, total),
     });
     tensors = r.tensors;
     report.leastSquares = r.report;
+    if (o.leastSquares.heads) {
+      const t = performance.now();
+      const h = await reconstructHeads(ctx, { pruned: tensors, dense: input.dense, meta: input.meta, metadata: input.metadata, kept: input.kept! }, images, {
+        ...settings,
+        boxRois: o.leastSquares.boxRois,
+        maskRois: o.leastSquares.maskRois,
+        onProgress: (done, total) => o.onProgress('least squares (heads)', done, total),
+      });
+      tensors = h.tensors;
+      report.leastSquares.layers.push(...h.fits);
+      report.leastSquares.seconds += (performance.now() - t) / 1000;
+      report.leastSquares.skipped = h.skipped;
+    }
   }
   // A float16 file must hold every calibrated value.
   for (const [key, t] of tensors) {

@@ -35,6 +35,11 @@ export interface CalibrationOptions {
     maxBytes?: number;
     /** Output positions per image and layer in the fit (evenly spaced). Default 1024. */
     positions?: number;
+    /** Also refit the RPN and RoI heads (prune/leastSquaresHeads.ts). Default true. */
+    heads?: boolean;
+    /** The unpruned model's best proposals (box head) and detections (mask head) per image the heads are fitted on. Default 128 and 16. */
+    boxRois?: number;
+    maskRois?: number;
   };
   /** Called as work progresses: phase name, units done, units in the phase. */
   onProgress?: (phase: string, done: number, total: number) => void;
@@ -43,7 +48,7 @@ export interface CalibrationOptions {
 export interface ResolvedCalibration {
   images: CalibrationImage[];
   mode: CalibrationMode;
-  leastSquares: { images: number; ridge: number; maxBytes: number; positions: number };
+  leastSquares: { images: number; ridge: number; maxBytes: number; positions: number; heads: boolean; boxRois: number; maskRois: number };
   onProgress: (phase: string, done: number, total: number) => void;
 }
 
@@ -90,6 +95,9 @@ export function resolveCalibration(o: CalibrationOptions): ResolvedCalibration {
   if (ls.ridge !== undefined && !(ls.ridge >= 0 && Number.isFinite(ls.ridge))) throw new CalibrationError(`leastSquares.ridge is ${ls.ridge}: it must be a finite number >= 0`);
   if (ls.maxBytes !== undefined && !(ls.maxBytes > 0)) throw new CalibrationError(`leastSquares.maxBytes is ${ls.maxBytes}: it must be positive`);
   if (ls.positions !== undefined && !(Number.isSafeInteger(ls.positions) && ls.positions >= 1)) throw new CalibrationError(`leastSquares.positions is ${ls.positions}: it must be a positive integer`);
-  const leastSquares = { images: Math.min(ls.images ?? images.length, images.length), ridge: ls.ridge ?? 1e-3, maxBytes: ls.maxBytes ?? 2 ** 30, positions: ls.positions ?? 1024 };
+  const leastSquares = { images: Math.min(ls.images ?? images.length, images.length), ridge: ls.ridge ?? 1e-3, maxBytes: ls.maxBytes ?? 2 ** 30, positions: ls.positions ?? 1024, heads: ls.heads ?? true, boxRois: ls.boxRois ?? 128, maskRois: ls.maskRois ?? 16 };
+  for (const k of ['boxRois', 'maskRois'] as const) {
+    if (!(Number.isSafeInteger(leastSquares[k]) && leastSquares[k] >= 1)) throw new CalibrationError(`leastSquares.${k} is ${ls[k]}: it must be a positive integer`);
+  }
   return { images, mode, leastSquares, onProgress: o.onProgress ?? (() => {}) };
 }

@@ -26,15 +26,15 @@
 
 import { Conv2d } from '../engine/kernels/conv2d.ts';
 import { recordMaxPool2d } from '../engine/kernels/maxpool2d.ts';
-import { normalEquationsSize, recordNormalEquations } from '../engine/kernels/normalEquations.ts';
 import type { GpuContext } from '../engine/gpu.ts';
 import type { Tensor as GpuTensor } from '../engine/planner.ts';
-import { Recorder } from '../engine/recorder.ts';
+import type { Recorder } from '../engine/recorder.ts';
 import { BN_SUFFIXES, foldFrozenBatchNorm, RESNET50_BLOCKS, type MaskRCNNMeta } from '../weights-loader/maskrcnn.ts';
 import type { Tensor } from '../weights-loader/safetensors.ts';
 import { calibrationResize, normalizationTensor, recordCalibrationImage } from './calibration.ts';
 import { imageName, nonFinite, type CalibrationImage } from './calibrationOptions.ts';
-import { solveRidge } from './ridge.ts';
+import type { RidgeSolution } from './ridge.ts';
+import { GpuPasses, type FitJob, type FitSample, type Kept } from './gpuPasses.ts';
 import { zeroFilters } from './bnStatistics.ts';
 
 export interface LeastSquaresOptions {
@@ -52,8 +52,8 @@ export interface LayerFit {
   /** Features (Cin * KH * KW) and outputs refitted. */
   inputs: number;
   outputs: number;
-  /** Squared error removed by the refit on the calibration images, per position (from the normal equations). */
-  gainPerPosition: number;
+  /** Squared error the refit removed on the calibration images, per sampled position (from the normal equations). */
+  gain: number;
 }
 
 export interface LeastSquaresReport {
@@ -61,6 +61,8 @@ export interface LeastSquaresReport {
   layers: LayerFit[];
   seconds: number;
   ridge: number;
+  /** Layers that were not refitted, and why. */
+  skipped?: string[];
 }
 
 interface ConvGeometry {
@@ -93,11 +95,6 @@ function channelSelection(ctx: GpuContext, channels: number, rows: number[], lab
   const w = new Float32Array(rows.length * channels);
   rows.forEach((c, i) => (w[i * channels + c] = 1));
   return new Conv2d(ctx, { cin: channels, cout: rows.length, kernel: [1, 1] }, w, undefined, label);
-}
-
-/** A GPU buffer holding a copy of a recorder's output, outliving the recorder. */
-interface Kept {
-  tensor: GpuTensor;
 }
 
 export async function reconstructBody(
@@ -142,40 +139,9 @@ export async function reconstructBody(
   let done = 0;
   const tick = () => o.onProgress(++done, total);
 
+  const gpu = new GpuPasses(ctx);
   const table = normalizationTensor(ctx, meta);
   const frontiers: Array<{ d: Kept; p: Kept }> = [];
-  const owned = new Set<GPUBuffer>();
-  const keepCopy = (enc: GPUCommandEncoder, x: GpuTensor, label: string): Kept => {
-    const size = x.shape.reduce((a, b) => a * b, 1) * 4;
-    const buffer = ctx.createBuffer(label, size);
-    owned.add(buffer);
-    enc.copyBufferToBuffer(x.buffer, 0, buffer, 0, size);
-    return { tensor: { buffer, shape: [...x.shape], label } };
-  };
-  const drop = (k: Kept) => {
-    owned.delete(k.tensor.buffer);
-    ctx.release(k.tensor.buffer);
-  };
-  /** Records with `fn`, submits, then copies the returned tensors into buffers that outlive the recorder. */
-  const run = async <T extends Record<string, GpuTensor>>(what: string, fn: (rec: Recorder) => T | void): Promise<Record<keyof T, Kept>> => {
-    const rec = new Recorder(ctx, what);
-    try {
-      return await ctx.checked(what, async () => {
-        const outs = fn(rec) ?? ({} as T);
-        const enc = ctx.device.createCommandEncoder({ label: what });
-        const pass = enc.beginComputePass({ label: what });
-        rec.encode(pass);
-        pass.end();
-        const kept = Object.fromEntries(Object.entries(outs).map(([k, v]) => [k, keepCopy(enc, v, `${what} ${k}`)])) as Record<keyof T, Kept>;
-        ctx.device.queue.submit([enc.finish()]);
-        await ctx.device.queue.onSubmittedWorkDone();
-        return kept;
-      });
-    } finally {
-      rec.destroy();
-    }
-  };
-
   const fits: LayerFit[] = [];
   const stem: ConvGeometry = { conv: `${body}.conv1`, bn: `${body}.bn1`, stride: 2, padding: 3 };
   try {
@@ -185,7 +151,7 @@ export async function reconstructBody(
       const sp = foldedConv(ctx, t, stem, eps, { relu: true }, 'pruned stem');
       try {
         for (let i = 0; i < images.length; i++) {
-          const k = await run(`least squares: stem, ${imageName(images[i], i)}`, (rec) => {
+          const k = await gpu.run(`least squares: stem, ${imageName(images[i], i)}`, (rec) => {
             const x = recordCalibrationImage(rec, images[i], resizes[i], table);
             const pool = (conv: Conv2d, label: string) => {
               const y = conv.record(rec, x);
@@ -242,43 +208,24 @@ export async function reconstructBody(
         };
       };
       rebuild();
-      /** One pass over the images accumulating the normal equations of `fits`, then the solves. */
-      const fitPass = async (targets: Array<{ g: ConvGeometry; target: (rec: Recorder, x: { d: GpuTensor; p: GpuTensor }) => { input: GpuTensor; target: GpuTensor; base?: GpuTensor; release: GpuTensor[] } }>) => {
-        const specs = targets.map(({ g }) => {
+      /** One pass over the images accumulating the layers' normal equations, then their solves. */
+      const fitPass = async (targets: Array<{ g: ConvGeometry; target: (rec: Recorder, x: { d: GpuTensor; p: GpuTensor }) => FitSample & { release: GpuTensor[] } }>) => {
+        const jobs: FitJob[] = targets.map(({ g, target }) => {
           const [cout, cin, kh, kw] = shape(t, g.conv);
-          const spec = { cin, kernel: [kh, kw] as [number, number], stride: [g.stride, g.stride] as [number, number], padding: [g.padding, g.padding] as [number, number], targets: cout };
-          const size = normalEquationsSize(spec);
-          const gram = ctx.createBuffer(`${g.conv} normal equations`, size.features * size.columns * 4);
-          owned.add(gram);
-          return { spec, size, gram: { buffer: gram, shape: [size.features, size.columns], label: `${g.conv} normal equations` } as GpuTensor };
+          return {
+            name: g.conv,
+            spec: { cin, kernel: [kh, kw], stride: [g.stride, g.stride], padding: [g.padding, g.padding], targets: cout },
+            current: currentFolded(t, g, eps),
+            record: (rec, i) => {
+              const { release, ...sample } = target(rec, { d: frontiers[i].d.tensor, p: frontiers[i].p.tensor });
+              return { samples: [sample], release };
+            },
+          };
         });
-        try {
-          for (let i = 0; i < images.length; i++) {
-            const f = frontiers[i];
-            await run(`least squares: ${p}, ${imageName(images[i], i)}`, (rec) => {
-              targets.forEach(({ g, target }, k) => {
-                const io = target(rec, { d: f.d.tensor, p: f.p.tensor });
-                // Evenly spaced positions, shifted from image to image (neighbours are nearly collinear).
-                const count = io.target.shape.slice(-2).reduce((a, b) => a * b, 1);
-                const step = Math.max(1, Math.floor(count / o.positions));
-                recordNormalEquations(rec, specs[k].spec, { input: io.input, target: io.target, base: io.base, gram: specs[k].gram }, `${g.conv} normal equations`, { step, offset: i % step });
-                rec.release(...io.release);
-              });
-            });
-            tick();
-          }
-          for (const [k, { g }] of targets.entries()) {
-            const { size, spec } = specs[k];
-            const gram = await ctx.readF32(specs[k].gram.buffer, size.features * size.columns);
-            if (!gram.every(Number.isFinite)) throw nonFinite(`the least-squares statistics of '${g.conv}' are not finite`);
-            fits.push(writeFit(t, g, gram, size.features, spec.targets, eps, o.ridge));
-          }
-        } finally {
-          for (const s of specs) {
-            owned.delete(s.gram.buffer);
-            ctx.release(s.gram.buffer);
-          }
-        }
+        const solutions = await gpu.fit(jobs, images.length, { positions: o.positions, ridge: o.ridge, label: `least squares: ${p}`, tick });
+        targets.forEach(({ g }, k) => {
+          if (solutions[k]) fits.push(writeFit(t, g, solutions[k]!, eps));
+        });
         rebuild();
       };
 
@@ -341,7 +288,7 @@ export async function reconstructBody(
         // Advance the frontiers through the (refitted) block.
         for (let i = 0; i < images.length; i++) {
           const f = frontiers[i];
-          const next = await run(`least squares: ${p} output, ${imageName(images[i], i)}`, (rec) => {
+          const next = await gpu.run(`least squares: ${p} output, ${imageName(images[i], i)}`, (rec) => {
             const forward = (n: { c1: Conv2d; c2: Conv2d; c3: Conv2d; ds?: Conv2d }, x: GpuTensor) => {
               const t1 = n.c1.record(rec, x);
               const t2 = n.c2.record(rec, t1);
@@ -354,8 +301,8 @@ export async function reconstructBody(
             };
             return { d: forward(d, f.d.tensor), p: forward(pr, f.p.tensor) };
           });
-          drop(f.d);
-          drop(f.p);
+          gpu.drop(f.d);
+          gpu.drop(f.p);
           frontiers[i] = next;
           tick();
         }
@@ -365,32 +312,43 @@ export async function reconstructBody(
       }
     }
   } finally {
-    for (const b of owned) ctx.release(b);
+    gpu.destroy();
     ctx.release(table.buffer);
   }
   return { tensors: t, report: { images: images.length, layers: fits, seconds: (performance.now() - t0) / 1000, ridge: o.ridge } };
 }
 
+/** The layer's folded weights in use, [M][F] with the bias last (the fit's starting point, for its reported gain). */
+function currentFolded(t: Map<string, Tensor>, g: ConvGeometry, eps: number): Float64Array {
+  const w = t.get(`${g.conv}.weight`)!;
+  const cout = w.shape[0];
+  const per = w.data.length / cout;
+  const [weight, bias, running_mean, running_var] = BN_SUFFIXES.map((s) => t.get(`${g.bn}.${s}`)!.data);
+  const folded = foldFrozenBatchNorm(w.data, cout, { weight, bias, running_mean, running_var }, eps);
+  const out = new Float64Array(cout * (per + 1));
+  for (let o = 0; o < cout; o++) {
+    out.set(folded.weight.subarray(o * per, (o + 1) * per), o * (per + 1));
+    out[o * (per + 1) + per] = folded.bias[o];
+  }
+  return out;
+}
+
 /**
- * Solves one layer's normal equations and writes the refitted layer into `t` (new tensors); zero-
- * filter and gamma-0 output channels are left as they are. The folded solution (W_f, b_f) is
- * unfolded with a per-channel scale s' chosen so that the conv row keeps its previous magnitude
- * (max |w|): W = W_f / s', gamma = s' * sqrt(running_var + eps), running_mean = (beta - b_f) / s'.
- * Keeping gamma instead would need W_f / s, which for a channel with gamma near 0 (bn3's are
- * initialised at 0 in training) is huge wherever the refit asks it to carry a shortcut's
- * correction: it overflows float16 files and loses precision in float32 ones.
+ * Writes one layer's refit into `t` (new tensors); zero-filter and gamma-0 output channels are
+ * left as they are. The folded solution (W_f, b_f) is unfolded with a per-channel scale s' chosen
+ * so that the conv row keeps its previous magnitude (max |w|): W = W_f / s', gamma = s' *
+ * sqrt(running_var + eps), running_mean = (beta - b_f) / s'. Keeping gamma instead would need
+ * W_f / s, which for a channel with gamma near 0 (bn3's are initialised at 0 in training) is huge
+ * wherever the refit asks it to carry a shortcut's correction: it overflows float16 files and
+ * loses precision in float32 ones.
  */
-function writeFit(t: Map<string, Tensor>, g: ConvGeometry, gram: Float32Array, features: number, targets: number, eps: number, ridge: number): LayerFit {
+function writeFit(t: Map<string, Tensor>, g: ConvGeometry, solution: RidgeSolution, eps: number): LayerFit {
   const w = t.get(`${g.conv}.weight`)!;
   const [gamma, beta, mean, variance] = BN_SUFFIXES.map((s) => t.get(`${g.bn}.${s}`)!.data);
-  const per = features - 1;
-  const folded = foldFrozenBatchNorm(w.data, targets, { weight: gamma, bias: beta, running_mean: mean, running_var: variance }, eps);
-  const current = new Float64Array(targets * features);
-  for (let o = 0; o < targets; o++) {
-    current.set(folded.weight.subarray(o * per, (o + 1) * per), o * features);
-    current[o * features + per] = folded.bias[o];
-  }
-  const { weights, gain } = solveRidge(gram, features, targets, ridge, current);
+  const targets = w.shape[0];
+  const per = w.data.length / targets;
+  const features = per + 1;
+  const { weights, gain } = solution;
   const fixed = zeroFilters(w.data, targets);
   const nw = new Float32Array(w.data);
   const nm = new Float32Array(mean);
@@ -415,6 +373,5 @@ function writeFit(t: Map<string, Tensor>, g: ConvGeometry, gram: Float32Array, f
   t.set(`${g.conv}.weight`, { ...w, data: nw });
   t.set(`${g.bn}.running_mean`, { ...t.get(`${g.bn}.running_mean`)!, data: nm });
   t.set(`${g.bn}.weight`, { ...t.get(`${g.bn}.weight`)!, data: ng });
-  const positions = gram[(features - 1) * (features + targets) + features - 1];
-  return { layer: g.conv, inputs: per, outputs: targets, gainPerPosition: positions > 0 ? reduced / positions : 0 };
+  return { layer: g.conv, inputs: per, outputs: targets, gain: reduced / solution.positions };
 }

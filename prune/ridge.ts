@@ -17,6 +17,8 @@ export interface RidgeSolution {
    * normal equations alone (t^T t cancels): how much the refit reduced the squared error.
    */
   gain: Float64Array;
+  /** Positions the normal equations were accumulated over (the intercept's diagonal entry). */
+  positions: number;
 }
 
 /** Mirrors G's upper triangle into a full F x F float64 X^T X. */
@@ -111,5 +113,5 @@ export function solveRidge(g: ArrayLike<number>, features: number, targets: numb
       gain[m] = quad(current, m * features) - 2 * lin0 - (quad(weights, m * features) - 2 * lin1);
     }
   }
-  return { weights, lambda, gain };
+  return { weights, lambda, gain, positions: xtx[features * features - 1] };
 }

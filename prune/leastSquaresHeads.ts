@@ -1,0 +1,415 @@
+// Least-squares reconstruction of the pruned FPN-side layers: the RPN head and the RoI heads (box
+// head fc6/fc7 and predictors, mask head convs, the mask predictor), after the body has been
+// refitted (leastSquares.ts). Same principle (He et al. 2017): each layer whose channels changed
+// is refitted, in network order, so that on the pruned network's input it reproduces the
+// unpruned network's (pre-activation) output; the layers that consume pruned channels but are
+// never pruned themselves (RPN cls_logits/bbox_pred, the box predictor, mask_fcn_logits) are
+// refitted too. These layers have their own bias and no BatchNorm, so the solution is written as
+// it is: weight rows and bias.
+//
+// The RoIs: both networks are pooled at the same boxes, the unpruned model's own, so that
+// features and targets describe the same regions: its RPN proposals (best first, at most
+// `boxRois`) for the box head and its detections (best first, at most `maskRois`) for the mask
+// head; both come from the engine's own Rpn and RoiHeads on the unpruned weights. Per image the
+// FPN levels of both networks are computed once and kept on the GPU; every later pass starts
+// from them.
+//
+// The mask predictor's ConvTranspose2d (kernel = stride = 2) is fitted as the 1x1 conv to
+// Cout * 4 rows (o, ky, kx) it is (engine/kernels/convTranspose2d.ts); its bias, shared by the 4
+// taps of a channel, becomes the mean of the 4 fitted intercepts. fc6's fit is skipped when its
+// normal equations (C * 49 + 1 features) exceed a storage binding (full-size models: 12545).
+
+import { Conv2d } from '../engine/kernels/conv2d.ts';
+import { ConvTranspose2d, reorderConvTransposeWeight } from '../engine/kernels/convTranspose2d.ts';
+import { Linear } from '../engine/kernels/linear.ts';
+import { normalEquationsSize } from '../engine/kernels/normalEquations.ts';
+import { RoiAlignMultiLevel } from '../engine/kernels/roiAlign.ts';
+import type { GpuContext } from '../engine/gpu.ts';
+import { ResNetFpn } from '../engine/maskrcnn/backbone.ts';
+import { resolveOptions } from '../engine/maskrcnn/options.ts';
+import { RoiHeads } from '../engine/maskrcnn/roiHeads.ts';
+import { Rpn } from '../engine/maskrcnn/rpn.ts';
+import type { Tensor as GpuTensor } from '../engine/planner.ts';
+import type { Recorder } from '../engine/recorder.ts';
+import { loadMaskRCNNWeights, type MaskRCNNMeta } from '../weights-loader/maskrcnn.ts';
+import type { Tensor } from '../weights-loader/safetensors.ts';
+import type { ResizePlan } from '../engine/kernels/preprocess.ts';
+import { zeroFilters } from './bnStatistics.ts';
+import { calibrationResize, normalizationTensor, recordCalibrationImage } from './calibration.ts';
+import { imageName, nonFinite, type CalibrationImage } from './calibrationOptions.ts';
+import { GpuPasses, type FitJob, type FitSample, type Kept } from './gpuPasses.ts';
+import type { LayerFit, LeastSquaresOptions } from './leastSquares.ts';
+import type { RidgeSolution } from './ridge.ts';
+
+export interface HeadsOptions extends LeastSquaresOptions {
+  /** Unpruned-model proposals per image the box head is fitted on (best first). */
+  boxRois: number;
+  /** Unpruned-model detections per image the mask head is fitted on (best first). */
+  maskRois: number;
+}
+
+interface HeadImage {
+  resize: ResizePlan;
+  d: Kept[];
+  p: Kept[];
+  proposals: Float32Array;
+  detections: Float32Array;
+}
+
+const view = (t: GpuTensor, shape: number[]): GpuTensor => ({ ...t, shape });
+const all = (n: number) => [...Array(n).keys()];
+
+/** A conv with its own bias from the state dict, optionally restricted to output rows. */
+function biasConv(ctx: GpuContext, t: Map<string, Tensor>, name: string, opts: { relu?: boolean; rows?: number[]; padding?: number } = {}): Conv2d {
+  const w = t.get(`${name}.weight`)!;
+  const b = t.get(`${name}.bias`)!.data;
+  const [cout, cin, kh, kw] = w.shape;
+  const rows = opts.rows ?? all(cout);
+  const per = cin * kh * kw;
+  const weight = new Float32Array(rows.length * per);
+  rows.forEach((o, i) => weight.set(w.data.subarray(o * per, (o + 1) * per), i * per));
+  const pad = opts.padding ?? (kh - 1) / 2;
+  return new Conv2d(ctx, { cin, cout: rows.length, kernel: [kh, kw], padding: [pad, pad], relu: opts.relu }, weight, Float32Array.from(rows, (o) => b[o]), name);
+}
+
+/** Several convs' rows stacked into one 1x1 conv (a fit target holding all of them). */
+function stackedConv(ctx: GpuContext, t: Map<string, Tensor>, names: string[], label: string): Conv2d {
+  const ws = names.map((n) => t.get(`${n}.weight`)!);
+  const weight = new Float32Array(ws.reduce((a, w) => a + w.data.length, 0));
+  let at = 0;
+  for (const w of ws) weight.set(w.data, (at += w.data.length) - w.data.length);
+  const bias = Float32Array.from(names.flatMap((n) => [...t.get(`${n}.bias`)!.data]));
+  const [, cin, kh, kw] = ws[0].shape;
+  return new Conv2d(ctx, { cin, cout: bias.length, kernel: [kh, kw] }, weight, bias, label);
+}
+
+function linear(ctx: GpuContext, t: Map<string, Tensor>, names: string[], relu: boolean, rows?: number[]): Linear {
+  const ws = names.map((n) => t.get(`${n}.weight`)!);
+  const inF = ws[0].shape[1];
+  const all0 = names.flatMap((n, k) => (rows && k === 0 ? rows : all(ws[k].shape[0])).map((o) => [k, o] as const));
+  const weight = new Float32Array(all0.length * inF);
+  all0.forEach(([k, o], i) => weight.set(ws[k].data.subarray(o * inF, (o + 1) * inF), i * inF));
+  const bias = Float32Array.from(all0, ([k, o]) => t.get(`${names[k]}.bias`)!.data[o]);
+  return new Linear(ctx, inF, all0.length, weight, bias, relu, names.join('+'));
+}
+
+function deconv(ctx: GpuContext, t: Map<string, Tensor>, relu: boolean): ConvTranspose2d {
+  const w = t.get('roi_heads.mask_predictor.conv5_mask.weight')!;
+  const [cin, cout] = w.shape;
+  return new ConvTranspose2d(ctx, { cin, cout, scale: 2, relu }, w.data, t.get('roi_heads.mask_predictor.conv5_mask.bias')!.data, 'conv5_mask');
+}
+
+/** The transposed conv as the 1x1 conv to rows (o, ky, kx) for the kept output channels `rows`. */
+function deconvAs1x1(ctx: GpuContext, t: Map<string, Tensor>, rows: number[]): Conv2d {
+  const w = t.get('roi_heads.mask_predictor.conv5_mask.weight')!;
+  const b = t.get('roi_heads.mask_predictor.conv5_mask.bias')!.data;
+  const [cin, cout] = w.shape;
+  const gemm = reorderConvTransposeWeight(w.data, cin, cout, 2);
+  const weight = new Float32Array(rows.length * 4 * cin);
+  rows.forEach((o, i) => weight.set(gemm.subarray(o * 4 * cin, (o + 1) * 4 * cin), i * 4 * cin));
+  return new Conv2d(ctx, { cin, cout: rows.length * 4, kernel: [1, 1] }, weight, Float32Array.from({ length: rows.length * 4 }, (_, r) => b[rows[Math.floor(r / 4)]]), 'conv5_mask as 1x1');
+}
+
+export async function reconstructHeads(
+  ctx: GpuContext,
+  input: { pruned: Map<string, Tensor>; dense: Map<string, Tensor>; meta: MaskRCNNMeta; metadata: Record<string, string>; kept: Map<string, number[]> },
+  allImages: CalibrationImage[],
+  o: HeadsOptions,
+): Promise<{ tensors: Map<string, Tensor>; fits: LayerFit[]; images: number; skipped: string[] }> {
+  const { dense, meta } = input;
+  const t = new Map(input.pruned);
+  const shape = (m: Map<string, Tensor>, key: string) => m.get(`${key}.weight`)!.shape;
+  const changed = (name: string) => shape(t, name).join() !== shape(dense, name).join();
+  const keptRows = (group: string, n: number) => input.kept.get(group) ?? all(n);
+  const fpnChannels = shape(dense, 'backbone.fpn.layer_blocks.0.0')[0];
+
+  // Images whose kept FPN levels (both networks) fit in maxBytes.
+  const resizes = allImages.map((im, i) => calibrationResize(ctx, im, i, meta, fpnChannels));
+  const images: CalibrationImage[] = [];
+  let bytes = 0;
+  for (let i = 0; i < allImages.length; i++) {
+    const r = resizes[i];
+    const need = 2 * 4 * fpnChannels * Math.ceil(1.34 * (r.paddedH / 4) * (r.paddedW / 4));
+    if (images.length && bytes + need > o.maxBytes) break;
+    bytes += need;
+    images.push(allImages[i]);
+  }
+
+  const denseWeights = loadMaskRCNNWeights({ metadata: input.metadata, tensors: dense });
+  const prunedWeights = loadMaskRCNNWeights({ metadata: input.metadata, tensors: t });
+  const options = resolveOptions({}, meta);
+  const gpu = new GpuPasses(ctx);
+  const table = normalizationTensor(ctx, meta);
+  const built: Array<{ destroy(): void }> = [];
+  const make = <T extends { destroy(): void }>(x: T): T => (built.push(x), x);
+  const fits: LayerFit[] = [];
+  const skipped: string[] = [];
+  const data: HeadImage[] = [];
+
+  // Which fits run, for the progress total.
+  const rpnConv = 'rpn.head.conv.0.0';
+  const fc6 = 'roi_heads.box_head.fc6';
+  const fc7 = 'roi_heads.box_head.fc7';
+  const maskConvs = [0, 1, 2, 3].map((k) => `roi_heads.mask_head.${k}.0`);
+  const conv5 = 'roi_heads.mask_predictor.conv5_mask';
+  const logits = 'roi_heads.mask_predictor.mask_fcn_logits';
+  const fc6Size = normalEquationsSize({ cin: shape(t, fc6)[1], kernel: [1, 1], targets: shape(t, fc6)[0] });
+  const fc6Fits = fc6Size.features * fc6Size.columns * 4 <= ctx.device.limits.maxStorageBufferBindingSize;
+  const plan = {
+    rpnConv: changed(rpnConv),
+    rpnPreds: changed('rpn.head.cls_logits') || changed('rpn.head.bbox_pred'),
+    fc6: changed(fc6) && fc6Fits,
+    fc7: changed(fc7),
+    boxPreds: changed('roi_heads.box_predictor.cls_score') || changed('roi_heads.box_predictor.bbox_pred'),
+    mask: maskConvs.map(changed),
+    conv5: changed(conv5),
+    logits: changed(logits),
+  };
+  if (changed(fc6) && !fc6Fits) skipped.push(`${fc6} (${fc6Size.features - 1} inputs: its normal equations exceed a storage binding)`);
+  const passes = [plan.rpnConv, plan.rpnPreds, plan.fc6, plan.fc7, plan.boxPreds, ...plan.mask, plan.conv5, plan.logits].filter(Boolean).length;
+  const total = images.length * (2 + passes);
+  let done = 0;
+  const tick = () => o.onProgress(++done, total);
+
+  try {
+    // Per image: both networks' FPN levels, the unpruned model's proposals and detections.
+    const bodyD = make(new ResNetFpn(ctx, denseWeights));
+    const bodyP = make(new ResNetFpn(ctx, prunedWeights));
+    const rpnD = make(new Rpn(ctx, denseWeights.rpn));
+    const headsD = make(new RoiHeads(ctx, denseWeights));
+    for (let i = 0; i < images.length; i++) {
+      const im = images[i];
+      const resize = resizes[i];
+      const k = await gpu.run(`least squares, heads: FPN and proposals, ${imageName(im, i)}`, (rec) => {
+        const x = recordCalibrationImage(rec, im, resize, table);
+        const lvD = bodyD.recordFpn(rec, bodyD.recordBody(rec, x));
+        const lvP = bodyP.recordFpn(rec, bodyP.recordBody(rec, x));
+        rec.release(x);
+        const props = rpnD.record(rec, lvD, resize, options);
+        return { ...Object.fromEntries(lvD.map((l, j) => [`d${j}`, l])), ...Object.fromEntries(lvP.map((l, j) => [`p${j}`, l])), boxes: props.boxes, count: props.count } as Record<string, GpuTensor>;
+      });
+      const nProps = Math.min((await ctx.readU32(k.count.tensor.buffer, 1))[0], k.boxes.tensor.shape[0]);
+      const proposals = await ctx.readF32(k.boxes.tensor.buffer, nProps * 4);
+      gpu.drop(k.count);
+      gpu.drop(k.boxes);
+      const levels = (p: string) => [0, 1, 2, 3, 4].map((j) => k[`${p}${j}`]);
+      tick();
+      const det = await gpu.run(`least squares, heads: detections, ${imageName(im, i)}`, (rec) => {
+        const boxes = rec.tensor('proposals', [Math.max(nProps, 1), 4]);
+        ctx.write(boxes.buffer, proposals.length ? proposals : new Float32Array(4));
+        const count = rec.tensor('proposal count', [1]);
+        ctx.write(count.buffer, new Uint32Array([nProps]));
+        const r = headsD.recordBoxes(rec, levels('d').slice(0, 4).map((l) => l.tensor), { boxes, count }, resize, { height: im.height, width: im.width }, options);
+        return { boxes: r.boxes, count: r.keptCount };
+      });
+      const nDets = (await ctx.readU32(det.count.tensor.buffer, 1))[0];
+      const detections = await ctx.readF32(det.boxes.tensor.buffer, Math.min(nDets, o.maskRois) * 4);
+      gpu.drop(det.count);
+      gpu.drop(det.boxes);
+      data.push({ resize, d: levels('d'), p: levels('p'), proposals: proposals.subarray(0, Math.min(nProps, o.boxRois) * 4), detections });
+      tick();
+    }
+    for (const b of [bodyD, bodyP, rpnD, headsD]) b.destroy();
+    built.length = 0;
+
+    /** Refits `name` (or the stacked `names`) from the samples `record` gives, then writes it back. */
+    const fitBiasLayer = async (names: string[], kind: 'conv' | 'linear' | 'deconv', spec: FitJob['spec'], record: FitJob['record']) => {
+      const [solution] = await gpu.fit([{ name: names.join('+'), spec, record }], images.length, { positions: o.positions, ridge: o.ridge, label: `least squares: ${names.join('+')}`, tick });
+      if (!solution) {
+        skipped.push(`${names.join('+')} (no RoI on any calibration image)`);
+        return;
+      }
+      fits.push(writeBiasFit(t, names, kind, solution));
+    };
+    const boxes = (rec: Recorder, d: Float32Array) => ({ boxes: rec.input('rois', d.length ? d : new Float32Array(4), [Math.max(d.length / 4, 1), 4]), count: rec.input('roi count', new Uint32Array([d.length / 4])) });
+    const pool = (rec: Recorder, levels: Kept[], rois: Float32Array, size: number, h: number) => {
+      const n = rois.length / 4;
+      const align = new RoiAlignMultiLevel(ctx, { channels: fpnChannels, outputSize: size, samplingRatio: 2, maxRois: Math.max(n, 1) }, `roi align ${size}`);
+      return align.record(rec, { features: levels.slice(0, 4).map((l) => l.tensor), ...boxes(rec, rois), imageHeight: h });
+    };
+    const conv1x1Spec = (cin: number, targets: number): FitJob['spec'] => ({ cin, kernel: [1, 1], targets });
+    const convSpec = (name: string): FitJob['spec'] => {
+      const [cout, cin, kh, kw] = shape(t, name);
+      return { cin, kernel: [kh, kw], padding: [(kh - 1) / 2, (kw - 1) / 2], targets: cout };
+    };
+
+    // RPN: the shared 3x3 conv, then both predictors as one stacked target, over all 5 levels.
+    if (plan.rpnConv) {
+      const target = make(biasConv(ctx, dense, rpnConv, { rows: keptRows(rpnConv, shape(dense, rpnConv)[0]) }));
+      await fitBiasLayer([rpnConv], 'conv', convSpec(rpnConv), (rec, i) => {
+        const samples: FitSample[] = data[i].p.map((l, j) => ({ input: l.tensor, target: target.record(rec, data[i].d[j].tensor) }));
+        return { samples, release: samples.map((s) => s.target) };
+      });
+    }
+    if (plan.rpnPreds) {
+      const names = ['rpn.head.cls_logits', 'rpn.head.bbox_pred'];
+      const hiddenD = make(biasConv(ctx, dense, rpnConv, { relu: true }));
+      const hiddenP = make(biasConv(ctx, t, rpnConv, { relu: true }));
+      const target = make(stackedConv(ctx, dense, names, 'rpn predictors'));
+      const spec = conv1x1Spec(shape(t, names[0])[1], names.reduce((a, n) => a + shape(t, n)[0], 0));
+      await fitBiasLayer(names, 'conv', spec, (rec, i) => {
+        const release: GpuTensor[] = [];
+        const samples: FitSample[] = data[i].p.map((l, j) => {
+          const hd = hiddenD.record(rec, data[i].d[j].tensor);
+          const y = target.record(rec, hd);
+          rec.release(hd);
+          const hp = hiddenP.record(rec, l.tensor);
+          release.push(y, hp);
+          return { input: hp, target: y };
+        });
+        return { samples, release };
+      });
+    }
+
+    // Box head on the unpruned model's proposals.
+    const boxChain = (rec: Recorder, i: number, net: Map<string, Tensor>, upTo: 'pooled' | 'fc6' | 'fc7', layers: { fc6?: Linear; fc7?: Linear }): GpuTensor => {
+      const n = data[i].proposals.length / 4;
+      let x = pool(rec, net === dense ? data[i].d : data[i].p, data[i].proposals, 7, data[i].resize.outH);
+      x = view(x, [Math.max(n, 1), fpnChannels * 49]);
+      if (upTo === 'pooled') return x;
+      const y6 = layers.fc6!.record(rec, x);
+      rec.release(x);
+      if (upTo === 'fc6') return y6;
+      const y7 = layers.fc7!.record(rec, y6);
+      rec.release(y6);
+      return y7;
+    };
+    const as4d = (x: GpuTensor) => view(x, [x.shape[0], x.shape[1], 1, 1]);
+    const boxSamples = (rec: Recorder, i: number, x: GpuTensor, y: GpuTensor) =>
+      data[i].proposals.length ? { samples: [{ input: as4d(x), target: as4d(y) }], release: [x, y] } : { samples: [], release: [x, y] };
+    if (plan.fc6) {
+      const target = make(linear(ctx, dense, [fc6], false, keptRows(fc6, shape(dense, fc6)[0])));
+      await fitBiasLayer([fc6], 'linear', conv1x1Spec(fpnChannels * 49, shape(t, fc6)[0]), (rec, i) => {
+        const xd = boxChain(rec, i, dense, 'pooled', {});
+        const y = target.record(rec, xd);
+        rec.release(xd);
+        return boxSamples(rec, i, boxChain(rec, i, t, 'pooled', {}), y);
+      });
+    }
+    if (plan.fc7) {
+      const d6 = make(linear(ctx, dense, [fc6], true));
+      const p6 = make(linear(ctx, t, [fc6], true));
+      const target = make(linear(ctx, dense, [fc7], false, keptRows(fc7, shape(dense, fc7)[0])));
+      await fitBiasLayer([fc7], 'linear', conv1x1Spec(shape(t, fc7)[1], shape(t, fc7)[0]), (rec, i) => {
+        const xd = boxChain(rec, i, dense, 'fc6', { fc6: d6 });
+        const y = target.record(rec, xd);
+        rec.release(xd);
+        return boxSamples(rec, i, boxChain(rec, i, t, 'fc6', { fc6: p6 }), y);
+      });
+    }
+    if (plan.boxPreds) {
+      const names = ['roi_heads.box_predictor.cls_score', 'roi_heads.box_predictor.bbox_pred'];
+      const layersD = { fc6: make(linear(ctx, dense, [fc6], true)), fc7: make(linear(ctx, dense, [fc7], true)) };
+      const layersP = { fc6: make(linear(ctx, t, [fc6], true)), fc7: make(linear(ctx, t, [fc7], true)) };
+      const target = make(linear(ctx, dense, names, false));
+      await fitBiasLayer(names, 'linear', conv1x1Spec(shape(t, names[0])[1], names.reduce((a, n) => a + shape(t, n)[0], 0)), (rec, i) => {
+        const xd = boxChain(rec, i, dense, 'fc7', layersD);
+        const y = target.record(rec, xd);
+        rec.release(xd);
+        return boxSamples(rec, i, boxChain(rec, i, t, 'fc7', layersP), y);
+      });
+    }
+
+    // Mask head on the unpruned model's detections: input of layer k of each network.
+    const maskChain = (rec: Recorder, i: number, net: Map<string, Tensor>, convs: Conv2d[], tail?: ConvTranspose2d): GpuTensor => {
+      let x = pool(rec, net === dense ? data[i].d : data[i].p, data[i].detections, 14, data[i].resize.outH);
+      for (const c of convs) {
+        const y = c.record(rec, x);
+        rec.release(x);
+        x = y;
+      }
+      if (!tail) return x;
+      const y = tail.record(rec, x);
+      rec.release(x);
+      return y;
+    };
+    const maskSamples = (i: number, x: GpuTensor, y: GpuTensor) => (data[i].detections.length ? { samples: [{ input: x, target: y }], release: [x, y] } : { samples: [], release: [x, y] });
+    const headConvs = (m: Map<string, Tensor>, upTo: number) => maskConvs.slice(0, upTo).map((n) => make(biasConv(ctx, m, n, { relu: true })));
+    for (const [k, name] of maskConvs.entries()) {
+      if (!plan.mask[k]) continue;
+      const target = make(biasConv(ctx, dense, name, { rows: keptRows(name, shape(dense, name)[0]) }));
+      const before = { d: headConvs(dense, k), p: headConvs(t, k) };
+      await fitBiasLayer([name], 'conv', convSpec(name), (rec, i) => {
+        const xd = maskChain(rec, i, dense, before.d);
+        const y = target.record(rec, xd);
+        rec.release(xd);
+        return maskSamples(i, maskChain(rec, i, t, before.p), y);
+      });
+    }
+    if (plan.conv5) {
+      const target = make(deconvAs1x1(ctx, dense, keptRows(conv5, dense.get(`${conv5}.weight`)!.shape[1])));
+      const before = { d: headConvs(dense, 4), p: headConvs(t, 4) };
+      const [cin, cout] = t.get(`${conv5}.weight`)!.shape;
+      await fitBiasLayer([conv5], 'deconv', conv1x1Spec(cin, cout * 4), (rec, i) => {
+        const xd = maskChain(rec, i, dense, before.d);
+        const y = target.record(rec, xd);
+        rec.release(xd);
+        return maskSamples(i, maskChain(rec, i, t, before.p), y);
+      });
+    }
+    if (plan.logits) {
+      const target = make(biasConv(ctx, dense, logits));
+      const before = { d: headConvs(dense, 4), p: headConvs(t, 4), dt: make(deconv(ctx, dense, true)), pt: make(deconv(ctx, t, true)) };
+      await fitBiasLayer([logits], 'conv', convSpec(logits), (rec, i) => {
+        const xd = maskChain(rec, i, dense, before.d, before.dt);
+        const y = target.record(rec, xd);
+        rec.release(xd);
+        return maskSamples(i, maskChain(rec, i, t, before.p, before.pt), y);
+      });
+    }
+  } finally {
+    for (const b of built) b.destroy();
+    gpu.destroy();
+    ctx.release(table.buffer);
+  }
+  return { tensors: t, fits, images: images.length, skipped };
+}
+
+/**
+ * Writes a refit of layers with their own bias (stacked `names` share the solution's rows, in
+ * order). Zero filters (carrier channels) stay. A transposed conv's rows are (o, ky, kx): its
+ * weight [Cin][Cout][2][2] takes them back, its bias the mean of each channel's 4 intercepts.
+ */
+function writeBiasFit(t: Map<string, Tensor>, names: string[], kind: 'conv' | 'linear' | 'deconv', s: RidgeSolution): LayerFit {
+  const features = s.weights.length / names.reduce((a, n) => a + (kind === 'deconv' ? t.get(`${n}.weight`)!.shape[1] * 4 : t.get(`${n}.weight`)!.shape[0]), 0);
+  const per = features - 1;
+  let row = 0;
+  let gain = 0;
+  let outputs = 0;
+  for (const name of names) {
+    const w = t.get(`${name}.weight`)!;
+    const b = t.get(`${name}.bias`)!;
+    const nw = new Float32Array(w.data);
+    const nb = new Float32Array(b.data);
+    if (kind === 'deconv') {
+      const [cin, cout] = w.shape;
+      for (let o = 0; o < cout; o++) {
+        let bias = 0;
+        for (let tap = 0; tap < 4; tap++) {
+          const r = row + o * 4 + tap;
+          for (let i = 0; i < cin; i++) nw[(i * cout + o) * 4 + tap] = s.weights[r * features + i];
+          bias += s.weights[r * features + per] / 4;
+          gain += s.gain[r];
+        }
+        nb[o] = bias;
+      }
+      row += cout * 4;
+      outputs += cout;
+    } else {
+      const cout = w.shape[0];
+      const fixed = zeroFilters(w.data, cout);
+      for (let o = 0; o < cout; o++) {
+        if (fixed[o]) continue;
+        for (let i = 0; i < per; i++) nw[o * per + i] = s.weights[(row + o) * features + i];
+        nb[o] = s.weights[(row + o) * features + per];
+        gain += s.gain[row + o];
+      }
+      row += cout;
+      outputs += cout;
+    }
+    if (!nw.every(Number.isFinite) || !nb.every(Number.isFinite)) throw nonFinite(`the least-squares refit of '${name}' is not finite`);
+    t.set(`${name}.weight`, { ...w, data: nw });
+    t.set(`${name}.bias`, { ...b, data: nb });
+  }
+  return { layer: names.join(' + '), inputs: per, outputs, gain: gain / s.positions };
+}
