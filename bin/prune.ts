@@ -36,8 +36,10 @@ export const PRUNE_USAGE = `usage: maskgpu prune --weights IN.safetensors --rati
   --dtype f32|f16           output float type (default: f16 if the input is all f16, else f32)
   --calibrate DIR           calibrate the pruned model on the PNG/JPEG images in DIR (unlabeled)
   --calibration-images N    use the first N images of DIR by name (default: all of them)
-  --calibration-mode M      stats (default: re-estimate BatchNorm statistics), lsq (least-squares
-                            reconstruction of the pruned layers' consumers) or stats+lsq
+  --calibration-mode M      stats (re-estimate the BatchNorm statistics), lsq (refit the pruned
+                            layers by least squares to the unpruned model's outputs) or stats+lsq
+                            (default; stats where lsq does not apply: --mode mask, kernel granularity)
+  --lsq-images N            images (the first of those) the least squares use (default 16)
   --report R.json           also write the full report as JSON
   --force                   replace OUT / the report if they exist (never the input)`;
 
@@ -48,7 +50,7 @@ export interface PruneArgs {
   force: boolean;
   dtype?: 'F32' | 'F16';
   options: PruneOptions;
-  calibration?: { dir: string; count?: number; mode?: CalibrationMode };
+  calibration?: { dir: string; count?: number; mode?: CalibrationMode; lsqImages?: number };
 }
 
 const PRUNE_OPTIONS = {
@@ -76,6 +78,7 @@ const PRUNE_OPTIONS = {
     calibrate: { type: 'string' },
     'calibration-images': { type: 'number' },
     'calibration-mode': { type: 'string' },
+    'lsq-images': { type: 'number' },
   },
 } as const;
 
@@ -124,13 +127,15 @@ export function parsePruneArgs(argv: string[]): PruneArgs | undefined {
   let calibration: PruneArgs['calibration'];
   const count = v['calibration-images'];
   const mode = v['calibration-mode'];
+  const lsqImages = v['lsq-images'];
   if (v.calibrate === undefined) {
-    if (count !== undefined || mode !== undefined) throw new UsageError(`--calibration-images and --calibration-mode need --calibrate DIR\n\n${PRUNE_USAGE}`);
+    if (count !== undefined || mode !== undefined || lsqImages !== undefined) throw new UsageError(`--calibration-images, --calibration-mode and --lsq-images need --calibrate DIR\n\n${PRUNE_USAGE}`);
   } else {
     if (!v.calibrate) throw new UsageError('--calibrate needs a folder of images');
     if (count !== undefined && !(Number.isSafeInteger(count) && count >= 1)) throw new UsageError(`--calibration-images is ${count}: give a positive integer`);
     if (mode !== undefined && !(CALIBRATION_MODES as readonly string[]).includes(mode)) throw new UsageError(`--calibration-mode is '${mode}': use one of ${CALIBRATION_MODES.join(', ')}`);
-    calibration = { dir: v.calibrate, count, mode: mode as CalibrationMode | undefined };
+    if (lsqImages !== undefined && !(Number.isSafeInteger(lsqImages) && lsqImages >= 1)) throw new UsageError(`--lsq-images is ${lsqImages}: give a positive integer`);
+    calibration = { dir: v.calibrate, count, mode: mode as CalibrationMode | undefined, lsqImages };
   }
   return { weights: v.weights, out: v.out, report: v.report, force: v.force, dtype, options, calibration };
 }
@@ -159,7 +164,7 @@ export async function pruneCommand(argv: string[]): Promise<number> {
   };
   try {
     const t0 = performance.now();
-    const calibration = images && args.calibration ? { images, mode: args.calibration.mode, onProgress } : undefined;
+    const calibration = images && args.calibration ? { images, mode: args.calibration.mode, leastSquares: { images: args.calibration.lsqImages }, onProgress } : undefined;
     const { file: pruned, report } = await prune(ctx, file, { ...args.options, calibration });
     const allHalf = [...file.tensors.values()].every((t) => t.dtype === 'F16');
     const bytes = serializeSafetensors(pruned.tensors, pruned.metadata, { dtype: args.dtype ?? (allHalf ? 'F16' : 'F32') });

@@ -136,7 +136,7 @@ function parseArgs(argv: string[]): Args {
         curves: { type: 'string' },
         calibrate: { type: 'string', default: 'data/shapes/val/images' },
         'calibration-images': { type: 'number', integer: true, min: 1, default: 100 },
-        'lsq-images': { type: 'number', integer: true, min: 1, default: 32 },
+        'lsq-images': { type: 'number', integer: true, min: 1, default: 16 },
       },
     },
     argv,

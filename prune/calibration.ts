@@ -110,9 +110,10 @@ export async function calibrate(
     /** Channels each group kept (compact filter pruning); undefined when the layers kept their shapes (mask mode, kernel granularity). */
     kept?: Map<string, number[]>;
   },
-  o: ResolvedCalibration,
+  resolved: ResolvedCalibration,
 ): Promise<{ tensors: Map<string, Tensor>; report: CalibrationReport }> {
   const t0 = performance.now();
+  const o = { ...resolved, mode: resolved.mode ?? (input.kept ? 'stats+lsq' : 'stats') } as const;
   if (o.mode !== 'stats' && !input.kept) {
     throw new CalibrationError(
       `calibration mode '${o.mode}' refits the layers whose channels were removed, which needs compact mode and filter granularity; use mode 'stats' for masked or kernel-pruned models`,

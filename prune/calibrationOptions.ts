@@ -21,13 +21,15 @@ export interface CalibrationOptions {
   count?: number;
   /**
    * 'stats': re-estimate the ResNet body's BatchNorm statistics (precise BN, train mode);
-   * 'lsq': least-squares reconstruction of the pruned layers' consumers against the unpruned
-   * network; 'stats+lsq': both. Default 'stats'.
+   * 'lsq': least-squares reconstruction of the layers whose channels changed, against the
+   * unpruned network; 'stats+lsq': both, in that order. Default: 'stats+lsq' (what measures
+   * best: results/pruning.md) where the least squares apply (compact mode, filter granularity),
+   * else 'stats'.
    */
   mode?: CalibrationMode;
   /** Least-squares settings (modes 'lsq' and 'stats+lsq'). */
   leastSquares?: {
-    /** Use only the first N images for the refits (default: all, as far as `maxBytes` allows). */
+    /** Use only the first N images for the refits (default 16, as far as `maxBytes` allows). */
     images?: number;
     /** Ridge, relative to the mean squared feature (prune/ridge.ts). Default 1e-3. */
     ridge?: number;
@@ -47,7 +49,8 @@ export interface CalibrationOptions {
 
 export interface ResolvedCalibration {
   images: CalibrationImage[];
-  mode: CalibrationMode;
+  /** undefined: the default for the pruning mode (prune/calibration.ts). */
+  mode: CalibrationMode | undefined;
   leastSquares: { images: number; ridge: number; maxBytes: number; positions: number; heads: boolean; boxRois: number; maskRois: number };
   onProgress: (phase: string, done: number, total: number) => void;
 }
@@ -70,8 +73,8 @@ export function imageName(image: CalibrationImage, index: number): string {
 export function resolveCalibration(o: CalibrationOptions): ResolvedCalibration {
   if (!o || !Array.isArray(o.images)) throw new CalibrationError('calibration.images must be an array of unlabeled images ({ width, height, data: RGB or RGBA bytes })');
   if (o.images.length === 0) throw new CalibrationError('calibration needs at least one image; none were given');
-  const mode = o.mode ?? 'stats';
-  if (!CALIBRATION_MODES.includes(mode)) throw new CalibrationError(`calibration mode is '${mode}': use one of ${CALIBRATION_MODES.join(', ')}`);
+  const mode = o.mode;
+  if (mode !== undefined && !CALIBRATION_MODES.includes(mode)) throw new CalibrationError(`calibration mode is '${mode}': use one of ${CALIBRATION_MODES.join(', ')}`);
   let count = o.images.length;
   if (o.count !== undefined) {
     if (!Number.isSafeInteger(o.count) || o.count < 1) throw new CalibrationError(`calibration count is ${o.count}: it must be a positive integer`);
@@ -95,7 +98,7 @@ export function resolveCalibration(o: CalibrationOptions): ResolvedCalibration {
   if (ls.ridge !== undefined && !(ls.ridge >= 0 && Number.isFinite(ls.ridge))) throw new CalibrationError(`leastSquares.ridge is ${ls.ridge}: it must be a finite number >= 0`);
   if (ls.maxBytes !== undefined && !(ls.maxBytes > 0)) throw new CalibrationError(`leastSquares.maxBytes is ${ls.maxBytes}: it must be positive`);
   if (ls.positions !== undefined && !(Number.isSafeInteger(ls.positions) && ls.positions >= 1)) throw new CalibrationError(`leastSquares.positions is ${ls.positions}: it must be a positive integer`);
-  const leastSquares = { images: Math.min(ls.images ?? images.length, images.length), ridge: ls.ridge ?? 1e-3, maxBytes: ls.maxBytes ?? 2 ** 30, positions: ls.positions ?? 1024, heads: ls.heads ?? true, boxRois: ls.boxRois ?? 128, maskRois: ls.maskRois ?? 16 };
+  const leastSquares = { images: Math.min(ls.images ?? 16, images.length), ridge: ls.ridge ?? 1e-3, maxBytes: ls.maxBytes ?? 2 ** 30, positions: ls.positions ?? 1024, heads: ls.heads ?? true, boxRois: ls.boxRois ?? 128, maskRois: ls.maskRois ?? 16 };
   for (const k of ['boxRois', 'maskRois'] as const) {
     if (!(Number.isSafeInteger(leastSquares[k]) && leastSquares[k] >= 1)) throw new CalibrationError(`leastSquares.${k} is ${ls[k]}: it must be a positive integer`);
   }

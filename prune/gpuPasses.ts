@@ -30,7 +30,7 @@ export interface FitJob {
    * Records what the fit needs for image `i` (possibly several samples, e.g. one per FPN level)
    * and the pooled tensors to release once the normal equations are recorded.
    */
-  record: (rec: Recorder, i: number) => { samples: FitSample[]; release: GpuTensor[] };
+  record: (rec: Recorder, i: number, computed: Record<string, GpuTensor>) => { samples: FitSample[]; release: GpuTensor[] };
   /** [M][F] weights in use (for the reported gain), if known. */
   current?: Float64Array;
 }
@@ -85,19 +85,26 @@ export class GpuPasses {
    * Accumulates the normal equations of every job over `images` images (one pass, each image's
    * work one submit; at most `positions` evenly spaced output positions per sample, shifted from
    * image to image), then solves each in float64 with the relative `ridge`. A job no position
-   * reached (e.g. a head with no RoIs on any image) gets undefined.
+   * reached (e.g. a head with no RoIs on any image) gets undefined. `keep` records, first in each
+   * image's pass, tensors the jobs read (its third argument) and that are kept for later passes.
    */
-  async fit(jobs: FitJob[], images: number, o: { positions: number; ridge: number; label: string; tick: () => void }): Promise<Array<RidgeSolution | undefined>> {
+  async fit(
+    jobs: FitJob[],
+    images: number,
+    o: { positions: number; ridge: number; label: string; tick: () => void; keep?: (rec: Recorder, i: number) => Record<string, GpuTensor> },
+  ): Promise<{ solutions: Array<RidgeSolution | undefined>; kept: Array<Record<string, Kept>> }> {
     const grams = jobs.map((j) => {
       const size = normalEquationsSize(j.spec);
       const buffer = this.buffer(`${j.name} normal equations`, size.features * size.columns * 4);
       return { size, gram: { buffer, shape: [size.features, size.columns], label: `${j.name} normal equations` } as GpuTensor };
     });
     try {
+      const kept: Array<Record<string, Kept>> = [];
       for (let i = 0; i < images; i++) {
-        await this.run(`${o.label} (image ${i})`, (rec) => {
+        kept.push(await this.run(`${o.label} (image ${i})`, (rec) => {
+          const computed = o.keep?.(rec, i) ?? {};
           jobs.forEach((job, k) => {
-            const { samples, release } = job.record(rec, i);
+            const { samples, release } = job.record(rec, i, computed);
             for (const s of samples) {
               // Neighbouring positions are nearly collinear: evenly spaced ones carry the information.
               const count = s.target.shape.reduce((a, b) => a * b, 1) / job.spec.targets;
@@ -106,17 +113,18 @@ export class GpuPasses {
             }
             rec.release(...release);
           });
-        });
+          return computed;
+        }));
         o.tick();
       }
-      const out: Array<RidgeSolution | undefined> = [];
+      const solutions: Array<RidgeSolution | undefined> = [];
       for (const [k, job] of jobs.entries()) {
         const { features, columns } = grams[k].size;
         const gram = await this.ctx.readF32(grams[k].gram.buffer, features * columns);
         if (!gram.every(Number.isFinite)) throw nonFinite(`the least-squares statistics of '${job.name}' are not finite`);
-        out.push(gram[(features - 1) * columns + features - 1] > 0 ? solveRidge(gram, features, job.spec.targets, o.ridge, job.current) : undefined);
+        solutions.push(gram[(features - 1) * columns + features - 1] > 0 ? solveRidge(gram, features, job.spec.targets, o.ridge, job.current) : undefined);
       }
-      return out;
+      return { solutions, kept };
     } finally {
       for (const g of grams) this.drop(g.gram.buffer);
     }

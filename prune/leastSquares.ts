@@ -112,14 +112,15 @@ export async function reconstructBody(
   const changed = (conv: string) => shape(t, conv).join() !== shape(dense, conv).join();
   const keptRows = (group: string, channels: number) => input.kept.get(group) ?? [...Array(channels).keys()];
 
-  // Images whose frontiers fit in maxBytes (the largest frontier: layer1's output at stride 4).
+  // Images whose frontiers (and a block's kept activations, at most as large again) fit in
+  // maxBytes; the largest: layer1's output at stride 4.
   const widest = Math.max(shape(dense, `${body}.layer1.0.conv3`)[0], shape(dense, `${body}.conv1`)[0]);
   const resizes = allImages.map((im, i) => calibrationResize(ctx, im, i, meta, widest));
   const images: CalibrationImage[] = [];
   let bytes = 0;
   for (let i = 0; i < allImages.length; i++) {
     const r = resizes[i];
-    const need = 2 * 4 * widest * Math.ceil(r.paddedH / 4) * Math.ceil(r.paddedW / 4);
+    const need = 2 * 2 * 4 * widest * Math.ceil(r.paddedH / 4) * Math.ceil(r.paddedW / 4);
     if (images.length && bytes + need > o.maxBytes) break;
     bytes += need;
     images.push(allImages[i]);
@@ -208,8 +209,35 @@ export async function reconstructBody(
         };
       };
       rebuild();
+      // Per image, the block's activations a later pass reads, computed once: the unpruned
+      // network's (t1, t2, shortcut) and the pruned network's, each after the last refit of the
+      // layer producing it (p1 after conv1's, p2 after conv2's, the shortcut after the downsample's).
+      const state: Array<Partial<Record<'d1' | 'd2' | 'idD' | 'p1' | 'p2' | 'idP', Kept>>> = images.map(() => ({}));
+      const keepInto = (i: number, kept: Record<string, Kept>) => Object.assign(state[i], kept);
+      /** Records what image i's pass needs and is not kept yet; returns the tensors (new ones to keep, kept ones to read). */
+      const compute = (rec: Recorder, i: number, need: { dense?: boolean; p1?: boolean; p2?: boolean; idP?: boolean }) => {
+        const s = state[i];
+        const xd = frontiers[i].d.tensor;
+        const xp = frontiers[i].p.tensor;
+        const fresh: Record<string, GpuTensor> = {};
+        const get = (k: keyof typeof s) => fresh[k] ?? s[k]?.tensor;
+        if (need.dense && !s.d1) {
+          fresh.d1 = d.c1.record(rec, xd);
+          fresh.d2 = d.c2.record(rec, fresh.d1);
+          if (d.ds) fresh.idD = d.ds.record(rec, xd);
+        }
+        if ((need.p1 || need.p2) && !s.p1 && !s.p2) fresh.p1 = pr.c1.record(rec, xp);
+        if (need.p2 && !s.p2) fresh.p2 = pr.c2.record(rec, get('p1')!);
+        if (need.idP && pr.ds && !s.idP) fresh.idP = pr.ds.record(rec, xp);
+        const view = { d1: get('d1'), d2: get('d2'), idD: get('idD') ?? xd, p1: get('p1'), p2: get('p2'), idP: get('idP') ?? xp, xd, xp };
+        return { fresh, view };
+      };
       /** One pass over the images accumulating the layers' normal equations, then their solves. */
-      const fitPass = async (targets: Array<{ g: ConvGeometry; target: (rec: Recorder, x: { d: GpuTensor; p: GpuTensor }) => FitSample & { release: GpuTensor[] } }>) => {
+      const fitPass = async (
+        need: Parameters<typeof compute>[2],
+        targets: Array<{ g: ConvGeometry; target: (rec: Recorder, x: ReturnType<typeof compute>['view']) => FitSample & { release: GpuTensor[] } }>,
+      ) => {
+        const views: Array<ReturnType<typeof compute>['view']> = [];
         const jobs: FitJob[] = targets.map(({ g, target }) => {
           const [cout, cin, kh, kw] = shape(t, g.conv);
           return {
@@ -217,12 +245,23 @@ export async function reconstructBody(
             spec: { cin, kernel: [kh, kw], stride: [g.stride, g.stride], padding: [g.padding, g.padding], targets: cout },
             current: currentFolded(t, g, eps),
             record: (rec, i) => {
-              const { release, ...sample } = target(rec, { d: frontiers[i].d.tensor, p: frontiers[i].p.tensor });
+              const { release, ...sample } = target(rec, views[i]);
               return { samples: [sample], release };
             },
           };
         });
-        const solutions = await gpu.fit(jobs, images.length, { positions: o.positions, ridge: o.ridge, label: `least squares: ${p}`, tick });
+        const { solutions, kept } = await gpu.fit(jobs, images.length, {
+          positions: o.positions,
+          ridge: o.ridge,
+          label: `least squares: ${p}`,
+          tick,
+          keep: (rec, i) => {
+            const c = compute(rec, i, need);
+            views[i] = c.view;
+            return c.fresh;
+          },
+        });
+        kept.forEach((k, i) => keepInto(i, k));
         targets.forEach(({ g }, k) => {
           if (solutions[k]) fits.push(writeFit(t, g, solutions[k]!, eps));
         });
@@ -238,71 +277,50 @@ export async function reconstructBody(
             const c = make(foldedConv(ctx, dense, g, eps, { rows: [...r] }, `${p} ${what} target`));
             jobs.push({
               g,
-              target: (rec: Recorder, x: { d: GpuTensor; p: GpuTensor }) => {
-                const y = c.record(rec, x.d);
-                return { input: x.p, target: y, release: [y] };
+              target: (rec: Recorder, x: ReturnType<typeof compute>['view']) => {
+                const y = c.record(rec, x.xd);
+                return { input: x.xp, target: y, release: [y] };
               },
             });
           }
-          await fitPass(jobs);
+          await fitPass({ dense: true }, jobs);
         }
         if (passes[bi].second) {
           const target = make(foldedConv(ctx, dense, geo.conv2, eps, { rows: rows.conv2 }, `${p} conv2 target`));
-          await fitPass([
+          await fitPass({ dense: true, p1: true }, [
             {
               g: geo.conv2,
               target: (rec, x) => {
-                const td = d.c1.record(rec, x.d);
-                const y = target.record(rec, td);
-                rec.release(td);
-                const tp = pr.c1.record(rec, x.p);
-                return { input: tp, target: y, release: [y, tp] };
+                const y = target.record(rec, x.d1!);
+                return { input: x.p1!, target: y, release: [y] };
               },
             },
           ]);
         }
         if (passes[bi].third) {
           const target = make(foldedConv(ctx, dense, geo.conv3, eps, { rows: rows.stage, residual: true }, `${p} conv3 target`));
-          await fitPass([
+          await fitPass({ dense: true, p2: true, idP: true }, [
             {
               g: geo.conv3,
               target: (rec, x) => {
-                const t1 = d.c1.record(rec, x.d);
-                const t2 = d.c2.record(rec, t1);
-                rec.release(t1);
-                const idFull = d.ds ? d.ds.record(rec, x.d) : x.d;
-                const idDense = d.sel ? d.sel.record(rec, idFull) : idFull;
-                if (d.sel && d.ds) rec.release(idFull);
-                const y = target.record(rec, t2, { residual: idDense });
-                rec.release(t2);
-                if (idDense !== x.d) rec.release(idDense);
-                const p1 = pr.c1.record(rec, x.p);
-                const p2 = pr.c2.record(rec, p1);
-                rec.release(p1);
-                const idPruned = pr.ds ? pr.ds.record(rec, x.p) : x.p;
-                return { input: p2, target: y, base: idPruned, release: [y, p2, ...(pr.ds ? [idPruned] : [])] };
+                const idDense = d.sel ? d.sel.record(rec, x.idD) : x.idD;
+                const y = target.record(rec, x.d2!, { residual: idDense });
+                if (d.sel) rec.release(idDense);
+                return { input: x.p2!, target: y, base: x.idP, release: [y] };
               },
             },
           ]);
         }
         // Advance the frontiers through the (refitted) block.
         for (let i = 0; i < images.length; i++) {
-          const f = frontiers[i];
           const next = await gpu.run(`least squares: ${p} output, ${imageName(images[i], i)}`, (rec) => {
-            const forward = (n: { c1: Conv2d; c2: Conv2d; c3: Conv2d; ds?: Conv2d }, x: GpuTensor) => {
-              const t1 = n.c1.record(rec, x);
-              const t2 = n.c2.record(rec, t1);
-              rec.release(t1);
-              const id = n.ds ? n.ds.record(rec, x) : x;
-              const y = n.c3.record(rec, t2, { residual: id });
-              rec.release(t2);
-              if (n.ds) rec.release(id);
-              return y;
-            };
-            return { d: forward(d, f.d.tensor), p: forward(pr, f.p.tensor) };
+            const { fresh, view } = compute(rec, i, { dense: true, p2: true, idP: true });
+            const out = { d: d.c3.record(rec, view.d2!, { residual: view.idD }), p: pr.c3.record(rec, view.p2!, { residual: view.idP }) };
+            rec.release(...Object.values(fresh));
+            return out;
           });
-          gpu.drop(f.d);
-          gpu.drop(f.p);
+          for (const k of [frontiers[i].d, frontiers[i].p, ...Object.values(state[i])]) if (k) gpu.drop(k);
+          state[i] = {};
           frontiers[i] = next;
           tick();
         }

@@ -213,13 +213,14 @@ export async function reconstructHeads(
     built.length = 0;
 
     /** Refits `name` (or the stacked `names`) from the samples `record` gives, then writes it back. */
-    const fitBiasLayer = async (names: string[], kind: 'conv' | 'linear' | 'deconv', spec: FitJob['spec'], record: FitJob['record']) => {
-      const [solution] = await gpu.fit([{ name: names.join('+'), spec, record }], images.length, { positions: o.positions, ridge: o.ridge, label: `least squares: ${names.join('+')}`, tick });
-      if (!solution) {
-        skipped.push(`${names.join('+')} (no RoI on any calibration image)`);
-        return;
-      }
-      fits.push(writeBiasFit(t, names, kind, solution));
+    const fitBiasLayer = async (names: string[], kind: 'conv' | 'linear' | 'deconv', spec: FitJob['spec'], record: FitJob['record'], keep?: (rec: Recorder, i: number) => Record<string, GpuTensor>) => {
+      const {
+        solutions: [solution],
+        kept,
+      } = await gpu.fit([{ name: names.join('+'), spec, record }], images.length, { positions: o.positions, ridge: o.ridge, label: `least squares: ${names.join('+')}`, tick, keep });
+      if (!solution) skipped.push(`${names.join('+')} (no RoI on any calibration image)`);
+      else fits.push(writeBiasFit(t, names, kind, solution));
+      return kept;
     };
     const boxes = (rec: Recorder, d: Float32Array) => ({ boxes: rec.input('rois', d.length ? d : new Float32Array(4), [Math.max(d.length / 4, 1), 4]), count: rec.input('roi count', new Uint32Array([d.length / 4])) });
     const pool = (rec: Recorder, levels: Kept[], rois: Float32Array, size: number, h: number) => {
@@ -310,51 +311,62 @@ export async function reconstructHeads(
       });
     }
 
-    // Mask head on the unpruned model's detections: input of layer k of each network.
-    const maskChain = (rec: Recorder, i: number, net: Map<string, Tensor>, convs: Conv2d[], tail?: ConvTranspose2d): GpuTensor => {
-      let x = pool(rec, net === dense ? data[i].d : data[i].p, data[i].detections, 14, data[i].resize.outH);
-      for (const c of convs) {
-        const y = c.record(rec, x);
-        rec.release(x);
-        x = y;
+    // Mask head on the unpruned model's detections. Its layers in order: the 4 convs, the
+    // transposed conv (+ReLU), the logits. Per image both networks' input of the layer being
+    // fitted is kept, and the next pass moves it one layer on (the pruned one through the layer
+    // just refitted), so each layer runs once per network and image.
+    const maskNames = [...maskConvs, conv5, logits];
+    const maskPlan = [...plan.mask, plan.conv5, plan.logits];
+    const maskLayer = (m: Map<string, Tensor>, k: number) => make(k < 4 ? biasConv(ctx, m, maskNames[k], { relu: true }) : deconv(ctx, m, true));
+    const maskLayersD = [0, 1, 2, 3, 4].map((k) => maskLayer(dense, k));
+    const maskState: Array<{ level: number; d?: Kept; p?: Kept }> = data.map(() => ({ level: -1 }));
+    // Built at first use, which comes after the layer's own refit (layers are fitted in order).
+    const maskLayersP = new Map<number, Conv2d | ConvTranspose2d>();
+    /** Records the inputs of mask layer k for image i (from the kept ones); they are kept for the next pass. */
+    const maskInputs = (rec: Recorder, i: number, k: number): Record<string, GpuTensor> => {
+      const st = maskState[i];
+      let d = st.d?.tensor;
+      let p = st.p?.tensor;
+      let level = st.level;
+      if (level < 0) {
+        d = pool(rec, data[i].d, data[i].detections, 14, data[i].resize.outH);
+        p = pool(rec, data[i].p, data[i].detections, 14, data[i].resize.outH);
+        level = 0;
       }
-      if (!tail) return x;
-      const y = tail.record(rec, x);
-      rec.release(x);
-      return y;
+      for (; level < k; level++) {
+        // Pruned layers as refitted so far (every layer before k is final by now).
+        if (!maskLayersP.has(level)) maskLayersP.set(level, maskLayer(t, level));
+        const layerP = maskLayersP.get(level)!;
+        const nd = maskLayersD[level].record(rec, d!);
+        const np = layerP.record(rec, p!);
+        if (d !== st.d?.tensor) rec.release(d!);
+        if (p !== st.p?.tensor) rec.release(p!);
+        [d, p] = [nd, np];
+      }
+      return { d: d!, p: p! };
     };
-    const maskSamples = (i: number, x: GpuTensor, y: GpuTensor) => (data[i].detections.length ? { samples: [{ input: x, target: y }], release: [x, y] } : { samples: [], release: [x, y] });
-    const headConvs = (m: Map<string, Tensor>, upTo: number) => maskConvs.slice(0, upTo).map((n) => make(biasConv(ctx, m, n, { relu: true })));
-    for (const [k, name] of maskConvs.entries()) {
-      if (!plan.mask[k]) continue;
-      const target = make(biasConv(ctx, dense, name, { rows: keptRows(name, shape(dense, name)[0]) }));
-      const before = { d: headConvs(dense, k), p: headConvs(t, k) };
-      await fitBiasLayer([name], 'conv', convSpec(name), (rec, i) => {
-        const xd = maskChain(rec, i, dense, before.d);
-        const y = target.record(rec, xd);
-        rec.release(xd);
-        return maskSamples(i, maskChain(rec, i, t, before.p), y);
-      });
-    }
-    if (plan.conv5) {
-      const target = make(deconvAs1x1(ctx, dense, keptRows(conv5, dense.get(`${conv5}.weight`)!.shape[1])));
-      const before = { d: headConvs(dense, 4), p: headConvs(t, 4) };
-      const [cin, cout] = t.get(`${conv5}.weight`)!.shape;
-      await fitBiasLayer([conv5], 'deconv', conv1x1Spec(cin, cout * 4), (rec, i) => {
-        const xd = maskChain(rec, i, dense, before.d);
-        const y = target.record(rec, xd);
-        rec.release(xd);
-        return maskSamples(i, maskChain(rec, i, t, before.p), y);
-      });
-    }
-    if (plan.logits) {
-      const target = make(biasConv(ctx, dense, logits));
-      const before = { d: headConvs(dense, 4), p: headConvs(t, 4), dt: make(deconv(ctx, dense, true)), pt: make(deconv(ctx, t, true)) };
-      await fitBiasLayer([logits], 'conv', convSpec(logits), (rec, i) => {
-        const xd = maskChain(rec, i, dense, before.d, before.dt);
-        const y = target.record(rec, xd);
-        rec.release(xd);
-        return maskSamples(i, maskChain(rec, i, t, before.p, before.pt), y);
+    for (const [k, name] of maskNames.entries()) {
+      if (!maskPlan[k]) continue;
+      const target =
+        k < 4
+          ? make(biasConv(ctx, dense, name, { rows: keptRows(name, shape(dense, name)[0]) }))
+          : k === 4
+            ? make(deconvAs1x1(ctx, dense, keptRows(conv5, dense.get(`${conv5}.weight`)!.shape[1])))
+            : make(biasConv(ctx, dense, logits));
+      const spec = k === 4 ? conv1x1Spec(t.get(`${conv5}.weight`)!.shape[0], t.get(`${conv5}.weight`)!.shape[1] * 4) : convSpec(name);
+      const kept = await fitBiasLayer(
+        [name],
+        k === 4 ? 'deconv' : 'conv',
+        spec,
+        (rec, i, x) => {
+          const y = target.record(rec, x.d);
+          return data[i].detections.length ? { samples: [{ input: x.p, target: y }], release: [y] } : { samples: [], release: [y] };
+        },
+        (rec, i) => maskInputs(rec, i, k),
+      );
+      kept.forEach((kk, i) => {
+        for (const old of [maskState[i].d, maskState[i].p]) if (old && old !== kk.d && old !== kk.p) gpu.drop(old);
+        maskState[i] = { level: k, d: kk.d, p: kk.p };
       });
     }
   } finally {

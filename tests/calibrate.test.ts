@@ -335,7 +335,7 @@ calib.test('re-estimated statistics = float64 precise BN (train mode, per-image 
 calib.test('compact and mask calibrate to the same network (zero filters keep their constants): same FPN maps', async (ctx) => {
   const images = [randomImage(21, 30, 30), randomImage(22, 41, 23)];
   const files = await Promise.all(
-    (['compact', 'mask'] as const).map(async (mode) => (await prune(ctx, tiny, { ratio: 0.4, scope: 'layer', mode, calibration: { images } })).file),
+    (['compact', 'mask'] as const).map(async (mode) => (await prune(ctx, tiny, { ratio: 0.4, scope: 'layer', mode, calibration: { images, mode: 'stats' } })).file),
   );
   const maps = await Promise.all(files.map((f) => fpnMaps(ctx, f, randomImage(23, 33, 27))));
   maps[0].forEach((m, i) => assertClose(m, maps[1][i], calibratedSameNetwork, `FPN level ${i}, compact vs mask (calibrated)`));
@@ -380,7 +380,9 @@ calib.test('maskgpu prune --calibrate DIR: reads the folder\'s PNG/JPEG images b
     console.log = log;
     const file = parseSafetensors(new Uint8Array(await readFile(out)), maskrcnnParseOptions);
     loadMaskRCNNWeights(file);
-    assert.is(JSON.parse(file.metadata.calibration).images, 2);
+    const recorded = JSON.parse(file.metadata.calibration);
+    assert.is(recorded.images, 2);
+    assert.is(recorded.mode, 'stats+lsq', 'the default for compact filter pruning');
 
     const rejects = async (argv: string[], pattern: RegExp) => {
       let message = '';
