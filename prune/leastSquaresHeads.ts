@@ -19,9 +19,9 @@
 // taps of a channel, becomes the mean of the 4 fitted intercepts. fc6's fit is skipped when its
 // normal equations (C * 49 + 1 features) exceed a storage binding (full-size models: 12545).
 
-import { Conv2d } from '../engine/kernels/conv2d.ts';
-import { ConvTranspose2d, reorderConvTransposeWeight } from '../engine/kernels/convTranspose2d.ts';
-import { Linear } from '../engine/kernels/linear.ts';
+import type { Conv2d } from '../engine/kernels/conv2d.ts';
+import type { ConvTranspose2d } from '../engine/kernels/convTranspose2d.ts';
+import type { Linear } from '../engine/kernels/linear.ts';
 import { normalEquationsSize } from '../engine/kernels/normalEquations.ts';
 import { RoiAlignMultiLevel } from '../engine/kernels/roiAlign.ts';
 import type { GpuContext } from '../engine/gpu.ts';
@@ -34,12 +34,11 @@ import type { Recorder } from '../engine/recorder.ts';
 import { loadMaskRCNNWeights, type MaskRCNNMeta } from '../weights-loader/maskrcnn.ts';
 import type { Tensor } from '../weights-loader/safetensors.ts';
 import type { ResizePlan } from '../engine/kernels/preprocess.ts';
-import { zeroFilters } from './bnStatistics.ts';
 import { calibrationResize, normalizationTensor, recordCalibrationImage } from './calibration.ts';
-import { imageName, nonFinite, type CalibrationImage } from './calibrationOptions.ts';
+import { imageName, type CalibrationImage } from './calibrationOptions.ts';
 import { GpuPasses, type FitJob, type FitSample, type Kept } from './gpuPasses.ts';
 import type { LayerFit, LeastSquaresOptions } from './leastSquares.ts';
-import type { RidgeSolution } from './ridge.ts';
+import { biasConv, deconv, deconvAs1x1, linear, stackedConv, writeBiasFit } from './headLayers.ts';
 
 export interface HeadsOptions extends LeastSquaresOptions {
   /** Unpruned-model proposals per image the box head is fitted on (best first). */
@@ -58,57 +57,6 @@ interface HeadImage {
 
 const view = (t: GpuTensor, shape: number[]): GpuTensor => ({ ...t, shape });
 const all = (n: number) => [...Array(n).keys()];
-
-/** A conv with its own bias from the state dict, optionally restricted to output rows. */
-function biasConv(ctx: GpuContext, t: Map<string, Tensor>, name: string, opts: { relu?: boolean; rows?: number[]; padding?: number } = {}): Conv2d {
-  const w = t.get(`${name}.weight`)!;
-  const b = t.get(`${name}.bias`)!.data;
-  const [cout, cin, kh, kw] = w.shape;
-  const rows = opts.rows ?? all(cout);
-  const per = cin * kh * kw;
-  const weight = new Float32Array(rows.length * per);
-  rows.forEach((o, i) => weight.set(w.data.subarray(o * per, (o + 1) * per), i * per));
-  const pad = opts.padding ?? (kh - 1) / 2;
-  return new Conv2d(ctx, { cin, cout: rows.length, kernel: [kh, kw], padding: [pad, pad], relu: opts.relu }, weight, Float32Array.from(rows, (o) => b[o]), name);
-}
-
-/** Several convs' rows stacked into one 1x1 conv (a fit target holding all of them). */
-function stackedConv(ctx: GpuContext, t: Map<string, Tensor>, names: string[], label: string): Conv2d {
-  const ws = names.map((n) => t.get(`${n}.weight`)!);
-  const weight = new Float32Array(ws.reduce((a, w) => a + w.data.length, 0));
-  let at = 0;
-  for (const w of ws) weight.set(w.data, (at += w.data.length) - w.data.length);
-  const bias = Float32Array.from(names.flatMap((n) => [...t.get(`${n}.bias`)!.data]));
-  const [, cin, kh, kw] = ws[0].shape;
-  return new Conv2d(ctx, { cin, cout: bias.length, kernel: [kh, kw] }, weight, bias, label);
-}
-
-function linear(ctx: GpuContext, t: Map<string, Tensor>, names: string[], relu: boolean, rows?: number[]): Linear {
-  const ws = names.map((n) => t.get(`${n}.weight`)!);
-  const inF = ws[0].shape[1];
-  const all0 = names.flatMap((n, k) => (rows && k === 0 ? rows : all(ws[k].shape[0])).map((o) => [k, o] as const));
-  const weight = new Float32Array(all0.length * inF);
-  all0.forEach(([k, o], i) => weight.set(ws[k].data.subarray(o * inF, (o + 1) * inF), i * inF));
-  const bias = Float32Array.from(all0, ([k, o]) => t.get(`${names[k]}.bias`)!.data[o]);
-  return new Linear(ctx, inF, all0.length, weight, bias, relu, names.join('+'));
-}
-
-function deconv(ctx: GpuContext, t: Map<string, Tensor>, relu: boolean): ConvTranspose2d {
-  const w = t.get('roi_heads.mask_predictor.conv5_mask.weight')!;
-  const [cin, cout] = w.shape;
-  return new ConvTranspose2d(ctx, { cin, cout, scale: 2, relu }, w.data, t.get('roi_heads.mask_predictor.conv5_mask.bias')!.data, 'conv5_mask');
-}
-
-/** The transposed conv as the 1x1 conv to rows (o, ky, kx) for the kept output channels `rows`. */
-function deconvAs1x1(ctx: GpuContext, t: Map<string, Tensor>, rows: number[]): Conv2d {
-  const w = t.get('roi_heads.mask_predictor.conv5_mask.weight')!;
-  const b = t.get('roi_heads.mask_predictor.conv5_mask.bias')!.data;
-  const [cin, cout] = w.shape;
-  const gemm = reorderConvTransposeWeight(w.data, cin, cout, 2);
-  const weight = new Float32Array(rows.length * 4 * cin);
-  rows.forEach((o, i) => weight.set(gemm.subarray(o * 4 * cin, (o + 1) * 4 * cin), i * 4 * cin));
-  return new Conv2d(ctx, { cin, cout: rows.length * 4, kernel: [1, 1] }, weight, Float32Array.from({ length: rows.length * 4 }, (_, r) => b[rows[Math.floor(r / 4)]]), 'conv5_mask as 1x1');
-}
 
 export async function reconstructHeads(
   ctx: GpuContext,
@@ -375,53 +323,4 @@ export async function reconstructHeads(
     ctx.release(table.buffer);
   }
   return { tensors: t, fits, images: images.length, skipped };
-}
-
-/**
- * Writes a refit of layers with their own bias (stacked `names` share the solution's rows, in
- * order). Zero filters (carrier channels) stay. A transposed conv's rows are (o, ky, kx): its
- * weight [Cin][Cout][2][2] takes them back, its bias the mean of each channel's 4 intercepts.
- */
-function writeBiasFit(t: Map<string, Tensor>, names: string[], kind: 'conv' | 'linear' | 'deconv', s: RidgeSolution): LayerFit {
-  const features = s.weights.length / names.reduce((a, n) => a + (kind === 'deconv' ? t.get(`${n}.weight`)!.shape[1] * 4 : t.get(`${n}.weight`)!.shape[0]), 0);
-  const per = features - 1;
-  let row = 0;
-  let gain = 0;
-  let outputs = 0;
-  for (const name of names) {
-    const w = t.get(`${name}.weight`)!;
-    const b = t.get(`${name}.bias`)!;
-    const nw = new Float32Array(w.data);
-    const nb = new Float32Array(b.data);
-    if (kind === 'deconv') {
-      const [cin, cout] = w.shape;
-      for (let o = 0; o < cout; o++) {
-        let bias = 0;
-        for (let tap = 0; tap < 4; tap++) {
-          const r = row + o * 4 + tap;
-          for (let i = 0; i < cin; i++) nw[(i * cout + o) * 4 + tap] = s.weights[r * features + i];
-          bias += s.weights[r * features + per] / 4;
-          gain += s.gain[r];
-        }
-        nb[o] = bias;
-      }
-      row += cout * 4;
-      outputs += cout;
-    } else {
-      const cout = w.shape[0];
-      const fixed = zeroFilters(w.data, cout);
-      for (let o = 0; o < cout; o++) {
-        if (fixed[o]) continue;
-        for (let i = 0; i < per; i++) nw[o * per + i] = s.weights[(row + o) * features + i];
-        nb[o] = s.weights[(row + o) * features + per];
-        gain += s.gain[row + o];
-      }
-      row += cout;
-      outputs += cout;
-    }
-    if (!nw.every(Number.isFinite) || !nb.every(Number.isFinite)) throw nonFinite(`the least-squares refit of '${name}' is not finite`);
-    t.set(`${name}.weight`, { ...w, data: nw });
-    t.set(`${name}.bias`, { ...b, data: nb });
-  }
-  return { layer: names.join(' + '), inputs: per, outputs, gain: gain / s.positions };
 }
