@@ -77,6 +77,8 @@ export interface Entry {
   evalSeconds: number;
   /** Prunable groups left with at most 2 channels: name -> [kept, total]. */
   nearlyEmptied?: Record<string, [number, number]>;
+  /** Runs per model the latency is the median of, when measured in a later run than the file's `repeats` describe (--resume). */
+  repeats?: number;
   /** Calibrated curves: seconds the calibration took (within pruneMs), images for the statistics and for the least squares. */
   calibration?: { seconds: number; images: number; lsqImages?: number; peakGpuMiB: number };
 }
@@ -224,7 +226,9 @@ async function main(): Promise<void> {
     images: split.dataset.images.length,
     adapter: describeAdapter(ctx.report),
     latencyImage,
-    repeats: args.repeats,
+    // Kept entries keep their provenance: the file's latency settings stay those they were measured with.
+    repeats: previous?.repeats ?? args.repeats,
+    latencyCommand: previous?.latencyCommand,
     // --resume only continues an interrupted run: the command that reproduces it is the same without.
     command: ['npm run experiment', ...(process.argv.length > 2 ? ['--', ...process.argv.slice(2).filter((a) => a !== '--resume')] : [])].join(' ').replace(/ --$/, ''),
     date: new Date().toISOString().slice(0, 10),
@@ -286,6 +290,7 @@ async function main(): Promise<void> {
           gmacs: s.gmacs.after.total, gmacsEffective: s.gmacs.effectiveAfter.total, gmacRatio: s.gmacs.after.total / s.gmacs.before.total,
           channelsRemoved: s.channels.removed, nearlyEmptied: nearlyEmptied(report), latencyMs: tp, denseLatencyMs: td, latencyRatio: tp / td, pruneMs, evalSeconds: seconds,
         };
+        if (previous && (args.repeats !== previous.repeats || previous.latencyCommand)) e.repeats = args.repeats;
         const c = report.calibration;
         if (c) e.calibration = { seconds: c.seconds, images: c.images, lsqImages: c.leastSquares?.images, peakGpuMiB: c.peakGpuBytes / 2 ** 20 };
         results.entries.push(e);
@@ -335,6 +340,7 @@ async function remeasureLatency(args: Args): Promise<void> {
     try {
       [e.latencyMs, e.denseLatencyMs] = await sideBySide(model, dense, image, args.repeats);
       e.latencyRatio = e.latencyMs / e.denseLatencyMs;
+      delete e.repeats;
     } finally {
       model.destroy();
     }

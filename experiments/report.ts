@@ -100,7 +100,7 @@ export function renderMarkdown(r: Results): string {
     }
   }
   L.push('');
-  L.push('Fine-tuning after pruning (not part of this run; `tools/finetune.py`, numbers and commands in [tools/README.md](../tools/README.md#fine-tuning-after-pruning)): re-estimating the BN statistics alone brings the mean-normalised 40 % model from mask AP 0.02 to 0.35, and a short fine-tune further; raw global L1 at 40 % does not recover (whole layers are down to one channel).');
+  L.push('Fine-tuning after pruning (not part of this run; `tools/finetune.py`, numbers and commands in [tools/README.md](../tools/README.md#fine-tuning-after-pruning)): re-estimating the BN statistics alone brings the mean-normalised 40 % model from mask AP 0.02 to 0.35, and a short fine-tune further; raw global L1 at 40 % does not recover (whole layers are down to one channel). The GPU calibration\'s *stats* mode, the same re-estimation without PyTorch, gives that model 0.355 (measured separately: `maskgpu prune --ratio 0.4 --normalize mean --calibrate data/shapes/val/images --calibration-mode stats`, 50 test images).');
   L.push(...calibrationSection(r, c));
   L.push('');
   L.push('## All runs');
@@ -121,6 +121,11 @@ export function renderMarkdown(r: Results): string {
   return L.join('\n');
 }
 
+const secondsRange = (l: Entry[]) => {
+  const s = l.filter((e) => e.calibration).map((e) => e.calibration!.seconds);
+  return `${Math.round(Math.min(...s))}–${Math.round(Math.max(...s))}`;
+};
+
 /** What calibration on unlabeled images buys, ratio by ratio, next to the uncalibrated layer-scope curve. */
 function calibrationSection(r: Results, c: Map<string, Entry[]>): string[] {
   const base = c.get('layer filter');
@@ -133,7 +138,8 @@ function calibrationSection(r: Results, c: Map<string, Entry[]>): string[] {
   L.push(
     `Layer-scope filter pruning, then \`prune()\`'s \`calibration\` on the first ${sample?.images ?? '?'} images of \`${r.calibrationData ?? '?'}\` (no labels; the evaluation split \`${r.data}\` is another split, drawn by the same generator with another seed: no split from a different generator exists in this repository), on the GPU with the engine's kernels ([prune/README.md](../prune/README.md#calibration)): ` +
       '*stats* re-estimates every BatchNorm of the ResNet body as torchvision\'s precise BN does (train mode, one image a batch, momentum=None: what `tools/finetune.py --iters 0` runs in PyTorch); ' +
-      `*stats+lsq* then refits every conv whose channels were pruned by least squares to the unpruned network's outputs (He et al. 2017${lsq?.lsqImages ? `, on the first ${lsq.lsqImages} of those images` : ''}). Times are the whole calibration on this machine's adapter.`,
+      `*stats+lsq* then refits every layer whose channels were pruned, body and heads, by least squares to the unpruned network's outputs (He et al. 2017${lsq?.lsqImages ? `, on the first ${lsq.lsqImages} of those images` : ''}). ` +
+      `Times are the whole calibration on this machine's adapter (${r.adapter.split(' (')[0].split(':')[0]}); they follow the load of the shared machine: ${calibrated.map(([n, l]) => `${n.replace('layer filter, calibrated: ', '')} ${secondsRange(l)} s`).join(', ')} here.`,
   );
   L.push('');
   const names = calibrated.map(([n]) => n.replace('layer filter, calibrated: ', ''));
@@ -154,6 +160,8 @@ function calibrationSection(r: Results, c: Map<string, Entry[]>): string[] {
     const gains = l.filter((e) => e.ratio > 0 && at(base, e.ratio)).map((e) => `${pct(e.ratio)} ${e.metrics.maskAP - at(base, e.ratio)!.metrics.maskAP >= 0 ? '+' : ''}${f3(e.metrics.maskAP - at(base, e.ratio)!.metrics.maskAP)}`);
     L.push(`- **${n.replace('layer filter, calibrated: ', '')}** adds mask AP ${gains.join(', ')}.`);
   }
+  const ownRepeats = calibrated.flatMap(([, l]) => l).find((e) => e.repeats)?.repeats;
+  if (ownRepeats) L.push(`- Latencies of the calibrated curves were measured in their own run (median of ${ownRepeats}, the same side-by-side method), not with the others' re-timing.`);
   L.push('- The calibrated file is a torchvision state dict with the same keys and shapes (`tools/check_pruned.py` gives maskgpu\'s detections on it); calibration changes values only, so parameters, GMACs and speed are the uncalibrated model\'s.');
   return L;
 }
