@@ -15,6 +15,8 @@ import { describeAdapter, rleArea, type MaskRCNNOptions, type SegmentResult } fr
 import { drawDetections } from './draw.ts';
 import { decodeImage, fetchImage, type Pixels } from './image.ts';
 import { DemoSession, fileNameOf, prunedFileName, type ModelInfo, type Progress, type WeightsInfo } from './session.ts';
+import { CalibrationSet } from './calibration.ts';
+import { saveBytes } from './download.ts';
 
 export interface DemoState {
   session?: DemoSession;
@@ -329,20 +331,13 @@ async function start(): Promise<void> {
   if (failed) showError(new Error(failed));
 }
 
+const calibrationSet = new CalibrationSet(Array.from(ui.sample.options, (o) => o.value));
+
 async function openFile(file: File): Promise<void> {
   const image = await decodeImage(file, file.name);
-  opened.push(image);
+  calibrationSet.add(image);
   setImage(image);
   await segment();
-}
-
-/** Images the user opened this session: with the bundled samples, what calibration runs on. */
-const opened: Pixels[] = [];
-let samples: Pixels[] | undefined;
-
-async function calibrationImages(): Promise<Pixels[]> {
-  samples ??= await Promise.all(Array.from(ui.sample.options, (o) => fetchImage(`models/samples/${o.value}.png`)));
-  return [...samples, ...opened];
 }
 
 const isWeightsFile = (file: File) => /\.safetensors$/i.test(file.name);
@@ -351,14 +346,7 @@ const isWeightsFile = (file: File) => /\.safetensors$/i.test(file.name);
 function downloadPruned(): void {
   const made = state.session!.prunedFile();
   if (!made) throw new Error('nothing to download: prune the model first');
-  const url = URL.createObjectURL(new Blob([made.bytes], { type: 'application/octet-stream' }));
-  const a = document.createElement('a');
-  a.href = url;
-  a.download = made.name;
-  document.body.append(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  saveBytes(made.bytes, made.name);
   state.downloads += 1;
   setStatus(`Saved ${made.name} (${fmtBytes(made.bytes.length)}, ${made.dtype}).`);
 }
@@ -386,7 +374,7 @@ ui.bundled.addEventListener('click', () => guard(() => loadWeights((s) => s.load
 ui.download.addEventListener('click', () => guard(async () => downloadPruned()));
 ui.prune.addEventListener('click', () => guard(async () => {
   const ratio = Number(ui.ratio.value);
-  const calibration = ratio && ui.calibrate.checked ? await calibrationImages() : undefined;
+  const calibration = ratio && ui.calibrate.checked ? await calibrationSet.images() : undefined;
   setStatus(
     ratio
       ? `Pruning ${(ratio * 100).toFixed(0)} % of the channels on the GPU${calibration ? `, then calibrating on ${calibration.length} images` : ''}…`
