@@ -3,13 +3,16 @@
 // built by binding *name* from the WGSL declarations, uploads/read-backs, and error scopes that
 // turn validation and out-of-memory errors into exceptions. It also holds the per-device choices
 // kernels read at plan time: the conv tile table (defaults, or a tuned table the application
-// passes in: the library never reads a file on its own) and one empty buffer bound wherever a
-// shader declares an optional binding the call does not use.
+// passes in: the library never reads a file on its own), the kernel tiers (quick-to-compile stand-ins
+// for tuned kernels the driver has not compiled yet, engine/tiers.ts) and one empty buffer bound
+// wherever a shader declares an optional binding the call does not use.
 
 import { acquireDevice, OPTIONAL_FEATURES, REQUESTED_LIMITS, type AcquireOptions, type AdapterReport } from './device.ts';
-import { fnv1a } from './hash.ts';
+import { kernelKey, TierBook, type KernelTiers } from './kernelTiers.ts';
 import { checkConvTile, CONV_CLASSES, DEFAULT_CONV_TILING, type ConvClass, type ConvTile, type ConvTiling } from './kernels/convTiling.ts';
 import { parseBindings, parseUniformStruct, packUniforms, specialize, type BindingDecl, type ConstValue, type UniformLayout } from './wgsl.ts';
+
+export { kernelKey, type KernelTiers } from './kernelTiers.ts';
 
 export class GpuError extends Error {
   override name = 'GpuError';
@@ -24,6 +27,8 @@ export interface Kernel {
   /** Workgroup size as specialised (x, y, z). */
   workgroup: [number, number, number];
   label: string;
+  /** What it was made from (to compile it elsewhere, engine/tiers.ts). */
+  spec: KernelSpec;
 }
 
 export interface KernelSpec {
@@ -47,6 +52,7 @@ export class GpuContext {
   private liveBytes = 0;
   private lostInfo: GPUDeviceLostInfo | undefined;
   private tiling: Record<ConvClass, ConvTile> = { ...DEFAULT_CONV_TILING };
+  private readonly tiers = new TierBook();
   /** A 16-byte buffer bound for optional bindings a dispatch does not use (no residual, no count, ...). */
   readonly unusedBinding: GPUBuffer;
 
@@ -80,10 +86,59 @@ export class GpuContext {
     this.tiling = { ...DEFAULT_CONV_TILING, ...(table ?? {}) };
   }
 
+  /** The kernel tiers plans built from now on use (engine/kernelTiers.ts). */
+  get kernelTiers(): KernelTiers {
+    return this.tiers.mode;
+  }
+
+  setKernelTiers(tiers: KernelTiers): void {
+    this.tiers.setMode(tiers);
+  }
+
+  /**
+   * The tuned kernel, or under 'tiered' its quick stand-in while the tuned one is not known compiled
+   * (it is then listed by `wantedKernels()` for a background compile, engine/tiers.ts).
+   */
+  tieredKernel<T>(tuned: T, quick: T, specFor: (variant: T) => KernelSpec): { kernel: Kernel; variant: T } {
+    const variant = this.tiers.choose(tuned, quick, specFor, (key) => this.kernels.has(key));
+    return { kernel: this.kernel(specFor(variant)), variant };
+  }
+
+  /** Tuned kernels that quick stand-ins replaced and that are not compiled yet. */
+  wantedKernels(): Array<{ key: string; spec: KernelSpec }> {
+    return this.tiers.wantedKernels();
+  }
+
+  /**
+   * Records that the driver holds these kernels compiled (a background compile finished, or an
+   * application's record of earlier runs, e.g. io/kernelCache.ts): plans built from now on use them.
+   */
+  addCompiledKernels(keys: Iterable<string>): void {
+    this.tiers.addCompiled(keys);
+  }
+
+  /** Keys of every kernel this context created or was told is compiled (what an application may persist). */
+  compiledKernelKeys(): string[] {
+    return [...new Set([...this.tiers.compiledKeys(), ...this.kernels.keys()])];
+  }
+
+  /** Counters a plan snapshots when it is built (TierBook.state). */
+  get tierState(): { standIns: number; generation: number } {
+    return this.tiers.state;
+  }
+
   static async create(options: AcquireOptions = {}): Promise<GpuContext> {
     const { device, report } = await acquireDevice(options);
-    return new GpuContext(device, report);
+    const ctx = new GpuContext(device, report);
+    ctx.acquireAnother = () => GpuContext.create({ ...options, onLost: () => undefined });
+    return ctx;
   }
+
+  /**
+   * Acquires a second context like this one (set by `create`; an application that wraps its own
+   * device with `fromDevice` may set it): background compiles run there, off this device's queue.
+   */
+  acquireAnother: (() => Promise<GpuContext>) | undefined;
 
   /** Wraps a device the application owns (its limits and features are whatever it requested). */
   static fromDevice(device: GPUDevice): GpuContext {
@@ -211,11 +266,7 @@ export class GpuContext {
    */
   kernel(spec: KernelSpec): Kernel {
     const consts = spec.consts ?? {};
-    const constKey = Object.keys(consts)
-      .sort()
-      .map((k) => `${k}=${consts[k]}`)
-      .join(',');
-    const key = `${spec.entryPoint ?? 'main'}|${constKey}|${fnv1a(spec.source)}:${spec.source.length}`;
+    const key = kernelKey(spec);
     const cached = this.kernels.get(key);
     if (cached) return cached;
     const started = performance.now();
@@ -239,7 +290,7 @@ export class GpuContext {
     });
     const structName = spec.paramsStruct ?? 'Params';
     const params = bindings.some((b) => b.name === 'params') ? parseUniformStruct(code, structName) : undefined;
-    const kernel: Kernel = { pipeline, bindGroupLayout, bindings, params, workgroup: workgroupSize(code), label: spec.label };
+    const kernel: Kernel = { pipeline, bindGroupLayout, bindings, params, workgroup: workgroupSize(code), label: spec.label, spec };
     this.kernels.set(key, kernel);
     this.pipelineMs += performance.now() - started;
     return kernel;
@@ -248,6 +299,11 @@ export class GpuContext {
   /** Pipelines this context created (one per distinct specialised code) and the CPU time spent creating them. */
   get pipelines(): { count: number; createMs: number; labels: string[] } {
     return { count: this.kernels.size, createMs: this.pipelineMs, labels: [...this.kernels.values()].map((k) => k.label) };
+  }
+
+  /** The specs of the pipelines this context created, in creation order. */
+  kernelSpecs(): KernelSpec[] {
+    return [...this.kernels.values()].map((k) => k.spec);
   }
 
   /** A uniform buffer holding `values` packed by the kernel's `params` struct. */

@@ -3,8 +3,10 @@
 
 export { acquireDevice, describeAdapter, NoAdapterError, OPTIONAL_FEATURES } from './device.ts';
 export type { AcquireOptions, AcquiredDevice, AdapterReport, OptionalFeature } from './device.ts';
-export { GpuContext, GpuError, grid1d } from './gpu.ts';
-export type { Kernel, KernelSpec } from './gpu.ts';
+export { GpuContext, GpuError, grid1d, kernelKey } from './gpu.ts';
+export type { Kernel, KernelSpec, KernelTiers } from './gpu.ts';
+export { compileKernels, compileWantedKernels, QUICK_CONV_TILE, QUICK_MATMUL_TILE } from './tiers.ts';
+export type { CompileReport } from './tiers.ts';
 export { Recorder } from './recorder.ts';
 export type { Destroyable } from './recorder.ts';
 export type { Tensor as GpuTensor } from './planner.ts';

@@ -11,6 +11,7 @@ import { nchw, sameRank, type Tensor } from '../planner.ts';
 import type { Recorder } from '../recorder.ts';
 import { floatToHalf } from '../../weights-loader/float16.ts';
 import { checkConvTile, convClass, type ConvTile } from './convTiling.ts';
+import { QUICK_CONV_TILE } from '../tiers.ts';
 import { ceilDiv, Dispatch } from './dispatch.ts';
 
 export type { ConvTile } from './convTiling.ts';
@@ -165,10 +166,9 @@ export class Conv2d {
 
   private dispatch(input: ConvShape, out: ConvShape, x: GPUBuffer, y: GPUBuffer, residual: GPUBuffer | undefined, residualHalf: boolean, batchLimit: GPUBuffer | undefined): Dispatch {
     const { spec } = this;
-    const tile = this.tileFor(input);
     const [kh, kw] = spec.kernel;
     const pointwise = kh === 1 && kw === 1 && this.stride.every((s) => s === 1) && this.padding.every((p) => p === 0);
-    const kernel = this.ctx.kernel({
+    const specFor = (tile: ConvTile) => ({
       source: conv2dSource(this.precision),
       label: this.label,
       consts: {
@@ -187,6 +187,8 @@ export class Conv2d {
         VEC_N: pointwise && (out.h * out.w) % 4 === 0 && tile.tn % 4 === 0,
       },
     });
+    // A tile given in the spec is used as is; the adapter's tile may wait behind a quick stand-in (engine/tiers.ts).
+    const { kernel, variant: tile } = spec.tile ? { kernel: this.ctx.kernel(specFor(spec.tile)), variant: spec.tile } : this.ctx.tieredKernel(this.tileFor(input), QUICK_CONV_TILE, specFor);
     const n = input.batch * out.h * out.w;
     return Dispatch.create(
       this.ctx,

@@ -11,6 +11,7 @@ import { nchw, sameRank, type Tensor } from '../planner.ts';
 import type { Recorder } from '../recorder.ts';
 import { checkConvTile, convClass, type ConvTile } from './convTiling.ts';
 import { ceilDiv, Dispatch } from './dispatch.ts';
+import { QUICK_CONV_TILE } from '../tiers.ts';
 
 export interface ConvTranspose2dSpec {
   cin: number;
@@ -70,12 +71,14 @@ export class ConvTranspose2d {
   private dispatch(input: ConvShape, x: GPUBuffer, y: GPUBuffer, batchLimit: GPUBuffer | undefined): Dispatch {
     const { spec } = this;
     const rows = spec.cout * spec.scale * spec.scale;
-    const tile = spec.tile ?? this.ctx.convTiling[convClass(spec.cin, 1, 1, input.batch * input.h * input.w)];
-    const kernel = this.ctx.kernel({
+    const specFor = (tile: ConvTile) => ({
       source,
       label: this.label,
       consts: { TM: tile.tm, TN: tile.tn, WG_X: tile.wgX, WG_Y: tile.wgY, KH: 1, KW: 1, PADDED: false, RELU: !!spec.relu, RESIDUAL: false, SHUFFLE: spec.scale, DYNAMIC_BATCH: !!batchLimit, VEC_N: false },
     });
+    const { kernel, variant: tile } = spec.tile
+      ? { kernel: this.ctx.kernel(specFor(spec.tile)), variant: spec.tile }
+      : this.ctx.tieredKernel(this.ctx.convTiling[convClass(spec.cin, 1, 1, input.batch * input.h * input.w)], QUICK_CONV_TILE, specFor);
     const n = input.batch * input.h * input.w;
     return Dispatch.create(
       this.ctx,

@@ -7,6 +7,7 @@ import type { GpuContext } from '../gpu.ts';
 import type { Tensor } from '../planner.ts';
 import type { Recorder } from '../recorder.ts';
 import { ceilDiv, Dispatch } from './dispatch.ts';
+import { QUICK_MATMUL_TILE } from '../tiers.ts';
 
 export interface MatmulTile {
   tm: number;
@@ -44,10 +45,9 @@ function matmulDispatch(
   buffers: { a: GPUBuffer; b: GPUBuffer; c: GPUBuffer; bias?: GPUBuffer },
   label: string,
 ): Dispatch {
-  const tile = spec.tile ?? DEFAULT_MATMUL_TILE;
   if (!!spec.bias !== !!buffers.bias) throw new Error(`${label}: bias buffer ${spec.bias ? 'missing' : 'given but unused'}`);
   if (buffers.b.size % 16) throw new Error(`${label}: B's buffer size (${buffers.b.size} bytes) must be a multiple of 16 (it is read as vec4s); allocate it with GpuContext.createBuffer`);
-  const kernel = ctx.kernel({
+  const specFor = (tile: MatmulTile) => ({
     source,
     label,
     consts: {
@@ -61,6 +61,8 @@ function matmulDispatch(
       VEC_B: !spec.transB && dims.n % 4 === 0 && tile.tn % 4 === 0,
     },
   });
+  // A tile given in the spec is used as is; the default may wait behind a quick stand-in (engine/tiers.ts).
+  const { kernel, variant: tile } = spec.tile ? { kernel: ctx.kernel(specFor(spec.tile)), variant: spec.tile } : ctx.tieredKernel(DEFAULT_MATMUL_TILE, QUICK_MATMUL_TILE, specFor);
   return Dispatch.create(
     ctx,
     kernel,

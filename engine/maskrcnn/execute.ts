@@ -47,6 +47,8 @@ export interface ImagePlan {
   /** Where the stage timestamps sit in headerStaging, after the header. */
   timestampOffset: number;
   maskBytes: number;
+  /** Whether quick stand-ins replaced tuned kernels in this plan, and the context's kernel generation it was built at (engine/tiers.ts). */
+  tiers: { standIns: boolean; generation: number };
 }
 
 /** Records and submits the plan and maps the results (one submit unless CPU-profiling). */

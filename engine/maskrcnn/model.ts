@@ -20,6 +20,7 @@ import { resolveOptions, type MaskRCNNOptions, type ResolvedOptions } from './op
 import { RoiHeads } from './roiHeads.ts';
 import { Rpn } from './rpn.ts';
 import { executePlan, type ImagePlan, type PlanOutputs, type StageTimestamps } from './execute.ts';
+import { compileWantedKernels, type CompileReport } from '../tiers.ts';
 import { STAGES, TIMESTAMP_BYTES, TIMESTAMP_COUNT, type StagesMs } from './stages.ts';
 
 export interface RgbImage {
@@ -68,6 +69,8 @@ export interface PlanSummary {
   dispatches: Record<(typeof STAGES)[number], number>;
   /** Intermediate buffers of the plan's pool and their bytes (reused by liveness). */
   pool: { buffers: number; bytes: number };
+  /** Whether quick stand-ins replace tuned kernels in the plan (the context's 'tiered' kernels, engine/tiers.ts). */
+  quickStandIns: boolean;
 }
 
 const MAP_READ_COPY_DST = 0x01 | 0x08;
@@ -86,6 +89,14 @@ export class MaskRCNN {
   private destroyed = false;
   /** Plans kept for different input sizes before the least recently used is freed (the one in use always stays). */
   maxCachedPlans = 4;
+  /**
+   * After a run that used quick stand-ins (the context's 'tiered' kernels, engine/tiers.ts), compile
+   * the tuned kernels on a second device in the background; runs after it finished use them. Needs
+   * `ctx.acquireAnother` (set by GpuContext.create). Off, or without a second device: stand-ins stay
+   * until `compileTunedKernels()` is called (the CLI compiles in a process of its own).
+   */
+  backgroundCompile = true;
+  private compiling: Promise<CompileReport> | undefined;
   /** Largest window of the input image one preprocess dispatch binds (default: the adapter's limits); lowered only by tests. */
   inputBandBytes: number | undefined;
 
@@ -142,6 +153,10 @@ export class MaskRCNN {
     plan.image.write(image.data, channels);
     const { header, bits, stagesMs, stagesSource } = await this.ctx.checked('running Mask R-CNN', () => executePlan(this.ctx.device, plan, this.timestamps, profile));
     const t2 = performance.now();
+    // Only off this device's queue: on the same one, the compile would hold up the next calls.
+    if (plan.tiers.standIns && this.backgroundCompile && this.ctx.acquireAnother && !this.compiling) {
+      this.compileTunedKernels().catch((e: unknown) => console.warn(`maskgpu: compiling the tuned kernels in the background failed (${(e as Error).message}); the quick ones stay in use`));
+    }
 
     const count = new Uint32Array(header.buffer, 0, 1)[0];
     const rows = header.subarray(4);
@@ -187,7 +202,27 @@ export class MaskRCNN {
       bands: plan.image.bands,
       dispatches: Object.fromEntries(STAGES.map((s, i) => [s, plan.stages[i].length])) as PlanSummary['dispatches'],
       pool: plan.rec.pool.stats,
+      quickStandIns: plan.tiers.standIns,
     };
+  }
+
+  /**
+   * Compiles the tuned kernels that quick stand-ins replace in this model's plans (on a second
+   * device when one can be had) and resolves when plans built from then on use them; the next run
+   * rebuilds its plan. Resolves at once (compiled 0) when nothing is waiting; a compile already under
+   * way is shared. `maskgpu segment --prepare` and apps that would rather pay at load call it after
+   * `prepare()`.
+   */
+  compileTunedKernels(): Promise<CompileReport> {
+    if (!this.compiling) {
+      const run = compileWantedKernels(this.ctx);
+      this.compiling = run;
+      run.then(
+        () => (this.compiling = undefined),
+        () => (this.compiling = undefined),
+      );
+    }
+    return this.compiling;
   }
 
   private queued<T>(fn: () => Promise<T>): Promise<T> {
@@ -200,7 +235,12 @@ export class MaskRCNN {
   private plan(height: number, width: number): ImagePlan {
     if (this.destroyed) throw new Error('this model was destroyed; load it again');
     const key = `${height}x${width}`;
-    const cached = this.plans.get(key);
+    let cached = this.plans.get(key);
+    // A plan with quick stand-ins is rebuilt once tuned kernels were compiled since.
+    if (cached && cached.tiers.standIns && cached.tiers.generation !== this.ctx.tierState.generation) {
+      this.destroyPlan(key);
+      cached = undefined;
+    }
     if (cached) {
       this.plans.delete(key);
       this.plans.set(key, cached);
@@ -212,6 +252,7 @@ export class MaskRCNN {
     const ctx = this.ctx;
     const original = { height, width };
     const rec = new Recorder(ctx, `maskrcnn ${key}`);
+    const tiersBefore = ctx.tierState;
     try {
       // The data flow, stage by stage; each stage releases what it alone consumed.
       rec.stage('preprocess');
@@ -241,7 +282,8 @@ export class MaskRCNN {
       const headerStaging = ctx.createBuffer(`result staging ${key}`, this.timestamps ? timestampOffset + TIMESTAMP_BYTES : headerBytes, MAP_READ_COPY_DST);
       const maskStaging = ctx.createBuffer(`mask staging ${key}`, maskBytes, MAP_READ_COPY_DST);
       rec.keep({ destroy: () => (ctx.release(headerStaging), ctx.release(maskStaging)) });
-      const plan: ImagePlan = { resize, rec, stages: rec.stages(STAGES), image, outputs, headerStaging, maskStaging, headerBytes, timestampOffset, maskBytes };
+      const tiers = { standIns: ctx.tierState.standIns !== tiersBefore.standIns, generation: tiersBefore.generation };
+      const plan: ImagePlan = { resize, rec, stages: rec.stages(STAGES), image, outputs, headerStaging, maskStaging, headerBytes, timestampOffset, maskBytes, tiers };
       this.plans.set(key, plan);
       // The plan just built is about to be used: even maxCachedPlans 0 keeps it until the next size.
       while (this.plans.size > Math.max(1, this.maxCachedPlans)) {
