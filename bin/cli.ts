@@ -5,6 +5,8 @@
 import { describeAdapter, NoAdapterError } from '../engine/device.ts';
 import { GpuContext } from '../engine/gpu.ts';
 import { parseCommandLine, UsageError } from '../io/args.ts';
+import { kernelCacheFile, readCompiledKernels, runCompileJob } from '../io/kernelCache.ts';
+import { convTilingCacheFile } from '../io/tiles.ts';
 import { segmentCommand, SEGMENT_USAGE } from './segment.ts';
 import { pruneCommand, PRUNE_USAGE } from './prune.ts';
 import { evalCommand, EVAL_USAGE } from './eval.ts';
@@ -21,7 +23,8 @@ commands:
   eval [--weights W] [--data DIR] [--limit N] [--predictions-out F] [--predictions F] [--json]
                   COCO box/mask AP@[.5:.95], AP50, AP75 and mean matched mask IoU on a COCO-format split
                   (default: the bundled model on data/shapes/test)
-  info [--json]   the WebGPU adapter maskgpu gets here: name, features, limits
+  info [--json]   the WebGPU adapter maskgpu gets here: name, features, limits, cache files
+  compile-kernels JOB   compile a job's kernels and record them (what segment starts in the background)
   help [COMMAND]  this text, or COMMAND's
 
 exit status: 0 done, 1 failed, 2 bad command line, 3 no WebGPU adapter
@@ -45,8 +48,34 @@ async function infoCommand(argv: string[]): Promise<number> {
   else {
     console.log(describeAdapter(ctx.report));
     for (const [k, v] of Object.entries(ctx.report.limits)) console.log(`  ${k}: ${v}`);
+    console.log(`caches (delete to empty):\n  conv tiles: ${convTilingCacheFile()}\n  compiled kernels: ${kernelCacheFile()} (${readCompiledKernels(ctx.report).length} for this adapter)`);
   }
   ctx.device.destroy();
+  return 0;
+}
+
+const COMPILE_USAGE = `usage: maskgpu compile-kernels JOB [--record FILE]
+
+  Compiles the kernels listed in JOB (written by \`maskgpu segment\` for the tuned kernels its quick
+  stand-ins replaced), adds their keys to the kernel record and deletes JOB.
+  --record FILE             the kernel record (default ${kernelCacheFile()})`;
+
+const COMPILE_OPTIONS = { command: 'maskgpu compile-kernels', positionals: 'JOB', options: { record: { type: 'string' } } } as const;
+
+async function compileCommand(argv: string[]): Promise<number> {
+  const parsed = parseCommandLine(argv, COMPILE_OPTIONS);
+  if (!parsed) {
+    console.log(COMPILE_USAGE);
+    return 0;
+  }
+  if (parsed.positionals.length !== 1) throw new UsageError(`give one job file\n\n${COMPILE_USAGE}`);
+  const ctx = await GpuContext.create();
+  try {
+    const r = await runCompileJob(ctx, parsed.positionals[0], parsed.values.record ?? kernelCacheFile());
+    console.log(`${new Date().toISOString()} compiled ${r.kernels} kernels in ${(r.ms / 1000).toFixed(1)} s`);
+  } finally {
+    ctx.device.destroy();
+  }
   return 0;
 }
 
@@ -55,6 +84,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; usage
   prune: { run: pruneCommand, usage: PRUNE_USAGE },
   eval: { run: evalCommand, usage: EVAL_USAGE },
   info: { run: infoCommand, usage: INFO_USAGE },
+  'compile-kernels': { run: compileCommand, usage: COMPILE_USAGE },
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -21,6 +21,8 @@ import { DEFAULT_EXIF_ORIENTATION, MAX_MEGAPIXELS, readImageFile, type ExifOrien
 import { segmentOutputStems, writeSegmentation } from '../io/outputs.ts';
 import { createProgress } from '../io/progress.ts';
 import { useCachedConvTiling } from '../io/tiles.ts';
+import { kernelCacheFile, recordCompiledKernels, startBackgroundCompile, useCompiledKernels } from '../io/kernelCache.ts';
+import type { KernelTiers } from '../engine/gpu.ts';
 
 export const SEGMENT_USAGE = `usage: maskgpu segment IMAGE... [options]
 
@@ -33,7 +35,13 @@ export const SEGMENT_USAGE = `usage: maskgpu segment IMAGE... [options]
   --max-megapixels N        refuse images larger than N million pixels (default ${MAX_MEGAPIXELS})
   --exif-orientation M      ignore|apply the EXIF orientation tag (default ${DEFAULT_EXIF_ORIENTATION}: the stored pixels,
                             as torchvision's usual Image.open(path).convert('RGB') sees them)
-  --verbose, -v             print the resize, timings and GPU memory`;
+  --kernels T               tiered|tuned|quick (default tiered: quick-to-compile stand-ins until the tuned kernels
+                            are compiled, which a background process then does for the next runs; tuned: always
+                            the tuned ones, a long first run on a new machine; quick: never the tuned ones)
+  --prepare                 compile the tuned kernels before the first image instead (a slower first result,
+                            no stand-ins)
+  --no-background-compile   leave the stand-ins' tuned kernels uncompiled (no background process)
+  --verbose, -v             print the resize, timings, kernels and GPU memory`;
 
 const SEGMENT_OPTIONS = {
   command: 'maskgpu segment',
@@ -48,6 +56,9 @@ const SEGMENT_OPTIONS = {
     'detections-per-image': { type: 'number' },
     'max-megapixels': { type: 'number', above: 0 },
     'exif-orientation': { type: 'string', choices: ['ignore', 'apply'] },
+    kernels: { type: 'string', choices: ['tiered', 'tuned', 'quick'] },
+    prepare: { type: 'boolean' },
+    'no-background-compile': { type: 'boolean' },
     verbose: { type: 'boolean', short: 'v' },
   },
 } as const;
@@ -61,6 +72,9 @@ export interface SegmentArgs {
   force: boolean;
   maxMegapixels?: number;
   exifOrientation?: ExifOrientationMode;
+  kernels: KernelTiers;
+  prepare: boolean;
+  backgroundCompile: boolean;
 }
 
 /** The command line of `maskgpu segment`; undefined for --help. Throws a UsageError on a bad one. */
@@ -76,7 +90,8 @@ export function parseSegmentArgs(argv: string[]): SegmentArgs | undefined {
   if (v['min-size'] !== undefined) options.minSize = v['min-size'];
   if (v['max-size'] !== undefined) options.maxSize = v['max-size'];
   if (v['detections-per-image'] !== undefined) options.detectionsPerImage = v['detections-per-image'];
-  return { images: parsed.positionals, weights: v.weights, out: v.out, options, verbose: v.verbose, force: v.force, maxMegapixels: v['max-megapixels'], exifOrientation: v['exif-orientation'] };
+  return { images: parsed.positionals, weights: v.weights, out: v.out, options, verbose: v.verbose, force: v.force, maxMegapixels: v['max-megapixels'], exifOrientation: v['exif-orientation'],
+    kernels: (v.kernels ?? 'tiered') as KernelTiers, prepare: !!v.prepare, backgroundCompile: !v['no-background-compile'] };
 }
 
 export async function segmentCommand(argv: string[]): Promise<number> {
@@ -93,8 +108,11 @@ export async function segmentCommand(argv: string[]): Promise<number> {
   const file = await readSafetensorsFile(weightsPath, maskrcnnParseOptions);
   const ctx = await GpuContext.create();
   useCachedConvTiling(ctx); // `npm run tune`'s table for this adapter, if it ran here
+  ctx.setKernelTiers(args.kernels);
+  const known = useCompiledKernels(ctx); // the tuned kernels earlier runs compiled here (io/kernelCache.ts)
   const model = await loadMaskRCNN(ctx, file, args.options);
-  if (args.verbose) console.log(`adapter: ${describeAdapter(ctx.report)}\nweights: ${weightsPath} (${model.classes.length} classes)`);
+  model.backgroundCompile = false; // this process exits after the images: a detached one compiles (below)
+  if (args.verbose) console.log(`adapter: ${describeAdapter(ctx.report)}\nweights: ${weightsPath} (${model.classes.length} classes)\nkernels: ${args.kernels}, ${known} known compiled (${kernelCacheFile()})`);
   await mkdir(args.out, { recursive: true });
   let failures = 0;
   const progress = args.images.length > 1 ? createProgress({ label: 'segment', total: args.images.length }) : undefined;
@@ -106,6 +124,11 @@ export async function segmentCommand(argv: string[]): Promise<number> {
     try {
       const image = await readImageFile(path, { maxMegapixels: args.maxMegapixels, exifOrientation: args.exifOrientation });
       ctx.resetPeak();
+      if (args.prepare) {
+        await model.prepare(image.height, image.width);
+        const c = await model.compileTunedKernels();
+        if (args.verbose && c.compiled) console.log(`  prepared: ${c.compiled} tuned kernels compiled in ${(c.ms / 1000).toFixed(1)} s (${c.where})`);
+      }
       const result = await model.segment(image, { profile: args.verbose });
       const stem = stems[i];
       await writeSegmentation(stem, image, result, { force: args.force });
@@ -119,6 +142,7 @@ export async function segmentCommand(argv: string[]): Promise<number> {
           `  input ${image.width}x${image.height} -> resized ${plan.resize.outW}x${plan.resize.outH}, padded ${plan.resize.paddedW}x${plan.resize.paddedH}\n` +
             `  timings (ms): plan ${t.plan.toFixed(1)}, gpu ${t.gpu.toFixed(1)}, masks ${t.masks.toFixed(1)}\n` +
             `  stages (ms, ${result.stagesSource ?? 'not measured'}): ${stageLine(result.stagesMs)}\n` +
+            `  kernels: ${plan.quickStandIns ? 'quick stand-ins for tuned kernels not compiled yet' : args.kernels === 'quick' ? 'quick' : 'tuned'}, ${ctx.pipelines.count} pipelines\n` +
             `  GPU memory: peak ${(m.peakBytes / 2 ** 20).toFixed(1)} MiB, live ${(m.bytes / 2 ** 20).toFixed(1)} MiB in ${m.buffers} buffers ` +
             `(plan pool ${(plan.pool.bytes / 2 ** 20).toFixed(1)} MiB in ${plan.pool.buffers} buffers)`,
         );
@@ -131,6 +155,14 @@ export async function segmentCommand(argv: string[]): Promise<number> {
     progress?.tick(1, basename(path));
   }
   progress?.done(failures ? `${failures} failed` : undefined);
+  // What ran is compiled now; stand-ins' tuned kernels are compiled by a process of its own.
+  recordCompiledKernels(ctx.report, ctx.compiledKernelKeys());
+  const background = args.backgroundCompile ? startBackgroundCompile(ctx) : undefined;
+  if (background?.already) {
+    console.error(`maskgpu: ${background.kernels} tuned kernels are not compiled yet; a background compile is already under way (pid ${background.pid}, log ${background.log})`);
+  } else if (background) {
+    console.error(`maskgpu: compiling ${background.kernels} tuned kernels in the background for the next runs (pid ${background.pid}, log ${background.log}; --no-background-compile skips this)`);
+  }
   model.destroy();
   ctx.device.destroy();
   return failures ? 1 : 0;

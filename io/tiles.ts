@@ -24,9 +24,13 @@ interface CacheFile {
   adapters: Record<string, ConvTilingCacheEntry>;
 }
 
+/** maskgpu's cache folder: $MASKGPU_CACHE_DIR, else $XDG_CACHE_HOME/maskgpu, else ~/.cache/maskgpu. */
+export function maskgpuCacheDir(env: Record<string, string | undefined> = process.env): string {
+  return env.MASKGPU_CACHE_DIR || join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'maskgpu');
+}
+
 export function convTilingCacheFile(env: Record<string, string | undefined> = process.env): string {
-  const dir = env.MASKGPU_CACHE_DIR || join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'maskgpu');
-  return join(dir, 'tiles.json');
+  return join(maskgpuCacheDir(env), 'tiles.json');
 }
 
 function readCacheFile(file: string): CacheFile {
