@@ -265,6 +265,7 @@ const started = new Date();
 const loadBefore = loadavg();
 // Nanosecond timestamps in Node: Dawn quantises them to 65.5 us unless this toggle is off.
 const ctx = await GpuContext.create({ dawnFlags: ['disable-dawn-features=timestamp_quantization'] });
+ctx.setKernelTiers('tuned'); // timed runs use the tuned kernels from the first run on (bench:coldstart measures the tiers)
 useCachedConvTiling(ctx); // the tuned conv tiles, as the CLI uses them
 console.log(`adapter: ${describeAdapter(ctx.report)}`);
 console.log(`host: ${cpus().length} cores, load average ${loadBefore.map((x) => x.toFixed(2)).join(' ')} (1/5/15 min); ${started.toISOString()}`);

@@ -54,6 +54,7 @@ if (!tvProposals || tvProposals.shape.length !== 2 || tvProposals.shape[1] !== 4
 }
 
 const ctx = await GpuContext.create();
+ctx.setKernelTiers('tuned'); // the tuned kernels, as a warm CLI run uses them (bench:coldstart measures the tiers)
 const tiles = useCachedConvTiling(ctx);
 console.log(`adapter: ${describeAdapter(ctx.report)}; conv tiles ${tiles ? `tuned (${tiles})` : 'built-in defaults'}`);
 const o = resolveOptions({}, weights.meta);

@@ -319,6 +319,7 @@ mkdirSync(`${CACHE}/peers`, { recursive: true });
 const load = () => loadavg().map((l) => l.toFixed(2)).join(' ');
 const loadBefore = load();
 const ctx = await GpuContext.create();
+ctx.setKernelTiers('tuned'); // timed runs use the tuned kernels from the first run on (bench:coldstart measures the tiers)
 const tiles = useCachedConvTiling(ctx);
 console.log(`adapter: ${describeAdapter(ctx.report)}; conv tiles ${tiles ? `tuned (${tiles})` : 'built-in defaults'}\n${threads} CPU threads; load average ${loadBefore}; engines ${engines.join(', ')}; budget ${budgetMs / 1e3} s per engine and configuration`);
 const results = [];

@@ -52,6 +52,7 @@ const withTs = await GpuContext.create({ dawnFlags });
 useCachedConvTiling(withTs); // the tuned conv tiles, as the CLI uses them
 if (!withTs.device.features.has('timestamp-query')) throw new Error('this adapter has no timestamp-query: there is no per-stage pass path to compare');
 const without = await GpuContext.create({ dawnFlags, disableFeatures: ['timestamp-query'] });
+for (const c of [withTs, without]) c.setKernelTiers('tuned'); // timed runs use the tuned kernels (bench:coldstart measures the tiers)
 useCachedConvTiling(without); // the tuned conv tiles, as the CLI uses them
 console.log(`adapter: ${describeAdapter(withTs.report)}; load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
 const models: Array<[string, MaskRCNN]> = [

@@ -23,6 +23,7 @@ import {
   parseSafetensors,
   prune,
   serializeSafetensors,
+  type CompileReport,
   type MaskRCNN,
   type MaskRCNNOptions,
   type PruneReport,
@@ -136,7 +137,10 @@ async function compatibilityContext(onDeviceError: (message: string) => void): P
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
   device.addEventListener('uncapturederror', (e) => onDeviceError(`WebGPU error: ${(e as GPUUncapturedErrorEvent).error.message}`));
   device.lost.then((info) => info.reason !== 'destroyed' && onDeviceError(`the WebGPU device was lost (${info.message}); reload the page`));
-  return GpuContext.fromDevice(device);
+  const ctx = GpuContext.fromDevice(device);
+  // Background compiles of the tuned kernels (engine/tiers.ts) run on a device of their own.
+  ctx.acquireAnother = () => compatibilityContext(() => undefined);
+  return ctx;
 }
 
 interface Loaded {
@@ -164,6 +168,15 @@ export class DemoSession {
         ? await compatibilityContext(onDeviceError)
         : await GpuContext.create({ onUncapturedError: (e) => onDeviceError(`WebGPU error: ${e.message}`), onLost: (info) => onDeviceError(`the WebGPU device was lost (${info.message}); reload the page`) });
     return new DemoSession(ctx, o.featureLevel ?? 'core', o.modelOptions ?? {});
+  }
+
+  /**
+   * Compiles the tuned kernels the model's quick stand-ins replace (engine/tiers.ts); the model
+   * starts this by itself after its first run, so this only waits for it (the benchmarks do).
+   */
+  compileTunedKernels(): Promise<CompileReport> {
+    if (!this.loaded) throw new Error('no model loaded yet');
+    return this.loaded.dense.compileTunedKernels();
   }
 
   /**
