@@ -14,7 +14,9 @@ import { decodePng } from '../io/image.ts';
 import { rleArea } from '../engine/rle.ts';
 
 const GOLDEN = 'tests/fixtures/golden';
-const run = (...args: string[]) => spawnSync(process.execPath, ['bin/maskgpu.mjs', 'segment', ...args], { encoding: 'utf8' });
+// maskgpu's cache folder (kernel record, background compiles) is the test's own, not the user's.
+const CACHE_ENV = { ...process.env, MASKGPU_CACHE_DIR: mkdtempSync(join(tmpdir(), 'maskgpu-cli-cache-')) };
+const run = (...args: string[]) => spawnSync(process.execPath, ['bin/maskgpu.mjs', 'segment', ...args], { encoding: 'utf8', env: CACHE_ENV });
 
 const test = suite('maskgpu segment');
 

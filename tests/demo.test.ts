@@ -185,10 +185,13 @@ async function failing(tab: Page, action: () => Promise<unknown>): Promise<strin
   return shown;
 }
 
+/** maskgpu's cache folder for the CLI runs (kernel record, background compiles): the test's own. */
+const CLI_CACHE = mkdtempSync(join(tmpdir(), 'maskgpu-demo-cache-'));
+
 /** Runs `node bin/maskgpu.mjs args`; resolves with its output, rejects on a non-zero exit. */
 function cli(args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['bin/maskgpu.mjs', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['bin/maskgpu.mjs', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MASKGPU_CACHE_DIR: CLI_CACHE } });
     let out = '';
     child.stdout.on('data', (d) => (out += d));
     child.stderr.on('data', (d) => (out += d));

@@ -1,6 +1,9 @@
 // The test harness owns the device: one GpuContext per test process, every GPU test wrapped in
 // validation / out-of-memory / internal error scopes (any error fails the test), uncaptured
 // errors fail the running test too, and every buffer the test allocated is destroyed after it.
+// The shared context runs the tuned kernels from the first run on ('tuned' tiers): a plan never
+// changes under a test because a background compile finished. tests/tiers.test.ts covers the
+// library's default ('tiered': quick stand-ins, then the tuned kernels) and shows it bit-identical.
 
 import { suite, type Test } from 'uvu';
 import { GpuContext } from '../engine/gpu.ts';
@@ -12,6 +15,7 @@ const uncaptured: string[] = [];
 export function sharedContext(): Promise<GpuContext> {
   shared ??= GpuContext.create({ onUncapturedError: (e) => uncaptured.push(e.message) }).then((ctx) => {
     if (process.env.VERBOSE) console.log(`  adapter: ${describeAdapter(ctx.report)}`);
+    ctx.setKernelTiers('tuned');
     return ctx;
   });
   return shared;

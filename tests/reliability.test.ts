@@ -220,6 +220,7 @@ const trouble = suite('device trouble');
 trouble('device lost mid-run (during the GPU work, and before the call starts): a GpuError that says to rebuild; a rebuilt model gives the same result', async () => {
   const image = drawShapes(300, 400, 11);
   const ctx = await GpuContext.create({ onUncapturedError: () => undefined });
+  ctx.setKernelTiers('tuned'); // no background compile racing the losses (tests/tiers.test.ts covers the tiers)
   const own = ctx.memory; // the context's own unused-binding placeholder
   const model = await loadMaskRCNN(ctx, bundled());
   const reference = await model.segment(image);
@@ -240,6 +241,7 @@ trouble('device lost mid-run (during the GPU work, and before the call starts): 
   assert.equal([ctx.memory.buffers, ctx.memory.bytes], [own.buffers, own.bytes], 'destroy() after the loss frees the bookkeeping');
 
   const ctx2 = await GpuContext.create({ onUncapturedError: () => undefined });
+  ctx2.setKernelTiers('tuned');
   const rebuilt = await loadMaskRCNN(ctx2, bundled());
   assert.equal((await rebuilt.segment(image)).detections, reference.detections, 'the rebuilt model gives the same detections');
   // Lost before the queued call even starts, on a size with no plan yet.
@@ -253,6 +255,7 @@ trouble('out of memory on buffer creation rejects the call with a GpuError, free
   const ctx = await GpuContext.create();
   const budget = { bytes: Infinity };
   const model = await loadMaskRCNN(withBufferBudget(ctx.device, budget), bundled());
+  model.ctx.setKernelTiers('tuned');
   const loaded = model.ctx.memory;
   const image = drawShapes(320, 427, 5);
   const reference = await model.segment(image);

@@ -45,6 +45,7 @@ gpu.test('GPU timestamps time all seven stages in the single submit; profiling c
 
 gpu.test('without timestamp-query: no stages by default, CPU stages with profile, same detections', async (ctx) => {
   const plainCtx = await GpuContext.create({ disableFeatures: ['timestamp-query'] });
+  plainCtx.setKernelTiers('tuned');
   try {
     assert.not.ok(plainCtx.device.features.has('timestamp-query'));
     const baseline = plainCtx.memory.buffers; // the context's own (its unused-binding placeholder)
