@@ -15,7 +15,7 @@ import { parseCommandLine, UsageError } from '../io/args.ts';
 import { checkOutputFiles } from '../io/outputs.ts';
 import { createProgress, type Progress } from '../io/progress.ts';
 import { CALIBRATION_MODES, type CalibrationImage, type CalibrationMode } from '../prune/calibrationOptions.ts';
-import { readCalibrationImages } from '../prune/calibrationImages.ts';
+import { readCalibrationImages } from '../io/calibrationImages.ts';
 
 export const PRUNE_USAGE = `usage: maskgpu prune --weights IN.safetensors --ratio R --out OUT.safetensors [options]
 

@@ -22,7 +22,7 @@ import { describeAdapter } from '../engine/device.ts';
 import { GpuContext } from '../engine/gpu.ts';
 import { loadMaskRCNN, type MaskRCNN, type RgbImage } from '../engine/maskrcnn/model.ts';
 import { prune, type CalibrationImage, type CalibrationMode, type PruneOptions, type PruneReport } from '../prune/index.ts';
-import { readCalibrationImages } from '../prune/calibrationImages.ts';
+import { readCalibrationImages } from '../io/calibrationImages.ts';
 import { createProgress } from '../io/progress.ts';
 import { evaluateCoco, type CocoMetrics } from '../eval/coco.ts';
 import { loadSplit, predictSplit, DEFAULT_SPLIT } from '../io/split.ts';

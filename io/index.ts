@@ -11,6 +11,7 @@
 //   args.ts      the one command-line parser (parseCommandLine, parseScriptArgs)
 //   progress.ts  progress bars (terminal) or periodic lines (logs) with an ETA for long runs
 //   tiles.ts     the conv tile tuner's cache file, applied to a context only when asked (useCachedConvTiling)
+//   calibrationImages.ts  a folder's unlabeled images for prune's calibration (maskgpu prune --calibrate)
 //   kernelCache.ts  which tuned kernels the driver has compiled (useCompiledKernels), background compiles
 
 export * from './image.ts';
@@ -22,4 +23,5 @@ export * from './bundled.ts';
 export * from './args.ts';
 export * from './tiles.ts';
 export * from './kernelCache.ts';
+export * from './calibrationImages.ts';
 export * from './progress.ts';

@@ -12,7 +12,7 @@ import { basename, join } from 'node:path';
 import * as assert from 'uvu/assert';
 import { parsePruneArgs, pruneCommand } from '../bin/prune.ts';
 import { encodePng, type RgbImage } from '../io/image.ts';
-import { listCalibrationImages } from '../prune/calibrationImages.ts';
+import { listCalibrationImages } from '../io/calibrationImages.ts';
 import { parseSafetensors, serializeSafetensors } from '../weights-loader/safetensors.ts';
 import type { GpuContext } from '../engine/gpu.ts';
 import { BatchNormApply } from '../engine/kernels/batchNormApply.ts';

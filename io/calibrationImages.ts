@@ -1,12 +1,12 @@
-// Node only (node:fs; prune/index.ts does not import this file, so the browser bundle never sees
-// it): the unlabeled images of a folder for `maskgpu prune --calibrate DIR` and the experiment.
+// The unlabeled images of a folder for `maskgpu prune --calibrate DIR` and the experiment (prune()
+// itself takes decoded images, so the browser bundle never needs this).
 // Every PNG and JPEG in DIR (by extension, sorted by name; other files are ignored), decoded by
 // io/image.ts as segment and eval decode them. Errors name the folder or the file.
 
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { readImageFile } from '../io/image.ts';
-import { CalibrationError, type CalibrationImage } from './calibrationOptions.ts';
+import { readImageFile } from './image.ts';
+import { CalibrationError, type CalibrationImage } from '../prune/calibrationOptions.ts';
 
 const IMAGE_FILE = /\.(png|jpe?g)$/i;
 
