@@ -31,6 +31,10 @@ const DYNAMIC_BATCH: bool = false; // batch = min(params.batch, batch_limit[0]):
 // 1x1, stride 1, no padding, OH*OW a multiple of 4 and TN a multiple of 4: the TN pixels of an
 // invocation are consecutive in memory, read as TN / 4 vec4 loads.
 const VEC_N: bool = false;
+// The quick tier (engine/tiers.ts): the epilogue flags above come from params.flags instead (bit 0
+// ReLU, 1 residual, 2 half-size residual, 3 GPU batch limit), so one compiled variant serves every
+// layer of a kernel size. Off (the tuned kernels), has_flag() folds to the constant.
+const DYNAMIC_EPILOGUE: bool = false;
 
 // The weights' storage type; conv2d.ts rewrites it to vec4<f16> (and enables f16) for f16 weights.
 alias WeightVec = vec4<f32>;
@@ -51,6 +55,7 @@ struct Params {
   pad_w: u32,
   dil_h: u32,
   dil_w: u32,
+  flags: u32,  // DYNAMIC_EPILOGUE only
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -61,6 +66,13 @@ struct Params {
 @group(0) @binding(4) var<storage, read> residual: array<f32>; // output shape (RESIDUAL) or half (RESIDUAL_HALF)
 @group(0) @binding(5) var<storage, read_write> output: array<f32>;
 @group(0) @binding(6) var<storage, read> batch_limit: array<u32>;  // (DYNAMIC_BATCH) live batch entries
+
+fn has_flag(bit: u32, fixed: bool) -> bool {
+  if (DYNAMIC_EPILOGUE) {
+    return (params.flags & bit) != 0u;
+  }
+  return fixed;
+}
 
 // One input channel at this invocation's TN pixels (`channel` = channel index * H * W).
 fn load_pixels(offset: array<u32, TN>, keep: array<u32, TN>, channel: u32) -> array<f32, TN> {
@@ -107,7 +119,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   let row_block = wid.y * WG_Y + select(lid.y, 0u, WG_Y == 1u);
   let ohw = params.oh * params.ow;
   var batch = params.batch;
-  if (DYNAMIC_BATCH) {
+  if (has_flag(8u, DYNAMIC_BATCH)) {
     // Detections past the kept count are padding: their workgroups return at once.
     batch = min(batch, batch_limit[0]);
   }
@@ -214,13 +226,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
         out_index = ((bj * out_channels + o) * params.oh * SHUFFLE + sy) * out_w + sx;
       }
       var v = acc[i][j] + bias[o];
-      if (RESIDUAL_HALF) {
+      if (has_flag(4u, RESIDUAL_HALF)) {
         let half_w = params.ow / 2u;
         v += residual[((bj * m_total + m) * (params.oh / 2u) + y / 2u) * half_w + x / 2u];
-      } else if (RESIDUAL) {
+      } else if (has_flag(2u, RESIDUAL)) {
         v += residual[out_index];
       }
-      if (RELU) {
+      if (has_flag(1u, RELU)) {
         v = max(v, 0.0);
       }
       output[out_index] = v;

@@ -90,6 +90,11 @@ export function conv2dSource(precision: ConvPrecision): string {
   return `enable f16;\n${source.replace(decl, 'alias WeightVec = vec4<f16>;')}`;
 }
 
+/** params.flags of conv2d.wgsl's DYNAMIC_EPILOGUE (the quick tier): bit 0 ReLU, 1 residual, 2 half-size residual, 3 GPU batch limit. */
+export function epilogueFlags(e: { RELU: boolean; RESIDUAL: boolean; RESIDUAL_HALF: boolean; DYNAMIC_BATCH: boolean }): number {
+  return (e.RELU ? 1 : 0) | (e.RESIDUAL ? 2 : 0) | (e.RESIDUAL_HALF ? 4 : 0) | (e.DYNAMIC_BATCH ? 8 : 0);
+}
+
 export class Conv2d {
   readonly stride: [number, number];
   readonly padding: [number, number];
@@ -168,25 +173,28 @@ export class Conv2d {
     const { spec } = this;
     const [kh, kw] = spec.kernel;
     const pointwise = kh === 1 && kw === 1 && this.stride.every((s) => s === 1) && this.padding.every((p) => p === 0);
-    const specFor = (tile: ConvTile) => ({
-      source: conv2dSource(this.precision),
-      label: this.label,
-      consts: {
-        TM: tile.tm,
-        TN: tile.tn,
-        WG_X: tile.wgX,
-        WG_Y: tile.wgY,
-        KH: kh,
-        KW: kw,
-        PADDED: this.padding[0] > 0 || this.padding[1] > 0,
-        RELU: !!spec.relu,
-        RESIDUAL: !!spec.residual,
-        RESIDUAL_HALF: residualHalf,
-        SHUFFLE: 1,
-        DYNAMIC_BATCH: !!batchLimit,
-        VEC_N: pointwise && (out.h * out.w) % 4 === 0 && tile.tn % 4 === 0,
-      },
-    });
+    const epilogue = { RELU: !!spec.relu, RESIDUAL: !!spec.residual, RESIDUAL_HALF: residualHalf, DYNAMIC_BATCH: !!batchLimit };
+    const specFor = (tile: ConvTile) => {
+      // The quick stand-in reads the epilogue from params.flags: one variant per kernel size (engine/tiers.ts).
+      const quick = tile === QUICK_CONV_TILE;
+      return {
+        source: conv2dSource(this.precision),
+        label: this.label,
+        consts: {
+          TM: tile.tm,
+          TN: tile.tn,
+          WG_X: tile.wgX,
+          WG_Y: tile.wgY,
+          KH: kh,
+          KW: kw,
+          PADDED: this.padding[0] > 0 || this.padding[1] > 0,
+          ...(quick ? { RELU: false, RESIDUAL: false, RESIDUAL_HALF: false, DYNAMIC_BATCH: false } : epilogue),
+          DYNAMIC_EPILOGUE: quick,
+          SHUFFLE: 1,
+          VEC_N: !quick && pointwise && (out.h * out.w) % 4 === 0 && tile.tn % 4 === 0,
+        },
+      };
+    };
     // A tile given in the spec is used as is; the adapter's tile may wait behind a quick stand-in (engine/tiers.ts).
     const { kernel, variant: tile } = spec.tile ? { kernel: this.ctx.kernel(specFor(spec.tile)), variant: spec.tile } : this.ctx.tieredKernel(this.tileFor(input), QUICK_CONV_TILE, specFor);
     const n = input.batch * out.h * out.w;
@@ -207,6 +215,7 @@ export class Conv2d {
         pad_w: this.padding[1],
         dil_h: this.dilation[0],
         dil_w: this.dilation[1],
+        flags: epilogueFlags(epilogue),
       },
       {
         input: x,

@@ -6,7 +6,7 @@
 
 import source from '../../shaders/conv2d.wgsl';
 import type { GpuContext } from '../gpu.ts';
-import { packGemmWeight, type ConvShape } from './conv2d.ts';
+import { epilogueFlags, packGemmWeight, type ConvShape } from './conv2d.ts';
 import { nchw, sameRank, type Tensor } from '../planner.ts';
 import type { Recorder } from '../recorder.ts';
 import { checkConvTile, convClass, type ConvTile } from './convTiling.ts';
@@ -71,11 +71,27 @@ export class ConvTranspose2d {
   private dispatch(input: ConvShape, x: GPUBuffer, y: GPUBuffer, batchLimit: GPUBuffer | undefined): Dispatch {
     const { spec } = this;
     const rows = spec.cout * spec.scale * spec.scale;
-    const specFor = (tile: ConvTile) => ({
-      source,
-      label: this.label,
-      consts: { TM: tile.tm, TN: tile.tn, WG_X: tile.wgX, WG_Y: tile.wgY, KH: 1, KW: 1, PADDED: false, RELU: !!spec.relu, RESIDUAL: false, SHUFFLE: spec.scale, DYNAMIC_BATCH: !!batchLimit, VEC_N: false },
-    });
+    const epilogue = { RELU: !!spec.relu, RESIDUAL: false, RESIDUAL_HALF: false, DYNAMIC_BATCH: !!batchLimit };
+    const specFor = (tile: ConvTile) => {
+      const quick = tile === QUICK_CONV_TILE; // the epilogue from params.flags (engine/tiers.ts)
+      return {
+        source,
+        label: this.label,
+        consts: {
+          TM: tile.tm,
+          TN: tile.tn,
+          WG_X: tile.wgX,
+          WG_Y: tile.wgY,
+          KH: 1,
+          KW: 1,
+          PADDED: false,
+          ...(quick ? { RELU: false, RESIDUAL: false, RESIDUAL_HALF: false, DYNAMIC_BATCH: false } : epilogue),
+          DYNAMIC_EPILOGUE: quick,
+          SHUFFLE: spec.scale,
+          VEC_N: false,
+        },
+      };
+    };
     const { kernel, variant: tile } = spec.tile
       ? { kernel: this.ctx.kernel(specFor(spec.tile)), variant: spec.tile }
       : this.ctx.tieredKernel(this.ctx.convTiling[convClass(spec.cin, 1, 1, input.batch * input.h * input.w)], QUICK_CONV_TILE, specFor);
@@ -83,7 +99,7 @@ export class ConvTranspose2d {
     return Dispatch.create(
       this.ctx,
       kernel,
-      { batch: input.batch, cin: spec.cin, h: input.h, w: input.w, cout: rows, oh: input.h, ow: input.w, stride_h: 1, stride_w: 1, pad_h: 0, pad_w: 0, dil_h: 1, dil_w: 1 },
+      { batch: input.batch, cin: spec.cin, h: input.h, w: input.w, cout: rows, oh: input.h, ow: input.w, stride_h: 1, stride_w: 1, pad_h: 0, pad_w: 0, dil_h: 1, dil_w: 1, flags: epilogueFlags(epilogue) },
       { input: x, weight: this.weight, bias: this.bias, residual: this.ctx.unusedBinding, output: y, batch_limit: batchLimit ?? this.ctx.unusedBinding },
       [ceilDiv(n, tile.tn * tile.wgX), ceilDiv(rows, tile.tm * tile.wgY)],
       this.label,
