@@ -175,11 +175,22 @@ async function demoPart() {
     return null;
   }
   const { startDemoServer } = await import('../tools/demo-server.mjs');
-  const { BROWSER_ADAPTERS, launchChromium } = await import('../tests/browser.ts');
   const server = await startDemoServer({ port: 0 });
+  const out: Record<string, unknown> = {};
+  try {
+    for (const kernels of opt.baseline ? ['tiered', 'tuned'] : ['tiered']) out[kernels] = await demoRuns(server.url, kernels);
+  } finally {
+    await server.close();
+  }
+  return out;
+}
+
+async function demoRuns(server: string, kernels: string) {
+  const { BROWSER_ADAPTERS, launchChromium } = await import('../tests/browser.ts');
   const cache = freshCache();
   const profile = mkdtempSync(join(work, 'chromium-'));
-  const url = `${server.url}?featureLevel=compatibility&sample=shapes_2`;
+  const url = `${server}?featureLevel=compatibility&sample=shapes_2&kernels=${kernels}`;
+  console.log(`-- ?kernels=${kernels}`);
   const timeFirst = async () => {
     const previous = process.env.XDG_CACHE_HOME;
     process.env.XDG_CACHE_HOME = cache; // the GPU process's Mesa cache
@@ -202,7 +213,7 @@ async function demoPart() {
       await browser.close();
     }
   };
-  try {
+  {
     const cold = await timeFirst();
     console.log(`cold (fresh profile and Mesa cache): first result ${r0(cold.ms)} ms after navigation (segment ${r0(cold.segmentMs)} ms); background compile ${cold.compile.compiled} kernels (waited ${r0(cold.compileWaitMs)} ms more)`);
     const warm: Array<Awaited<ReturnType<typeof timeFirst>>> = [];
@@ -210,8 +221,6 @@ async function demoPart() {
     const w = median(warm.map((x) => x.ms));
     console.log(`warm (same profile and cache, a new browser): first result median ${r0(w)} ms of ${warm.map((x) => r0(x.ms)).join(', ')} (segment ${warm.map((x) => r0(x.segmentMs)).join(', ')} ms) -> cold/warm ${(cold.ms / w).toFixed(2)}x`);
     return { coldMs: cold.ms, coldSegmentMs: cold.segmentMs, background: cold.compile, warmMs: warm.map((x) => x.ms), warmSegmentMs: warm.map((x) => x.segmentMs), warmMedianMs: w };
-  } finally {
-    await server.close();
   }
 }
 

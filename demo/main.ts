@@ -311,7 +311,7 @@ async function start(): Promise<void> {
   if (weightsUrl !== null && weightsUrl.trim() === '') throw new Error('address parameter weights= is empty: give the URL of a .safetensors file');
 
   setStatus('Requesting a WebGPU device…');
-  const session = await DemoSession.create({ featureLevel: featureLevel ?? undefined, modelOptions, onDeviceError: showError });
+  const session = await DemoSession.create({ featureLevel: featureLevel ?? undefined, modelOptions, onDeviceError: showError, kernels: params.get('kernels') ?? undefined });
   // The address's weights, else (or when they fail) the bundled model.
   let failed: string | undefined;
   if (weightsUrl !== null) {

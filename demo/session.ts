@@ -39,6 +39,8 @@ export interface SessionOptions {
   modelOptions?: MaskRCNNOptions;
   /** Uncaptured WebGPU errors and device loss: the page shows them. */
   onDeviceError?: (message: string) => void;
+  /** Kernel tiers (engine/kernelTiers.ts); the library's default 'tiered' otherwise. The page's ?kernels=. */
+  kernels?: string;
 }
 
 export type Progress = (loaded: number, total: number | undefined, source: 'network' | 'cache') => void;
@@ -167,6 +169,10 @@ export class DemoSession {
       o.featureLevel === 'compatibility'
         ? await compatibilityContext(onDeviceError)
         : await GpuContext.create({ onUncapturedError: (e) => onDeviceError(`WebGPU error: ${e.message}`), onLost: (info) => onDeviceError(`the WebGPU device was lost (${info.message}); reload the page`) });
+    if (o.kernels !== undefined) {
+      if (o.kernels !== 'tiered' && o.kernels !== 'tuned' && o.kernels !== 'quick') throw new Error(`address parameter kernels=${o.kernels}: use tiered, tuned or quick`);
+      ctx.setKernelTiers(o.kernels);
+    }
     return new DemoSession(ctx, o.featureLevel ?? 'core', o.modelOptions ?? {});
   }
 
