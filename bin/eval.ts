@@ -19,6 +19,7 @@ import { BUNDLED_MODEL } from '../io/bundled.ts';
 import { createProgress } from '../io/progress.ts';
 import { DEFAULT_SPLIT, loadSplit, parsePredictions, predictSplit, toResults } from '../io/split.ts';
 import { useCachedConvTiling } from '../io/tiles.ts';
+import { recordCompiledKernels, useCompiledKernels } from '../io/kernelCache.ts';
 
 interface EvalArgs {
   weights: string;
@@ -87,6 +88,9 @@ export async function evalCommand(argv: string[]): Promise<number> {
     const file = await readSafetensorsFile(args.weights, maskrcnnParseOptions);
     const ctx = await GpuContext.create();
     useCachedConvTiling(ctx);
+    // Tuned kernels earlier runs compiled; the others start as quick stand-ins and the model
+    // compiles them on a second device while the split runs (engine/tiers.ts).
+    useCompiledKernels(ctx);
     const model = await loadMaskRCNN(ctx, file, args.options);
     const t0 = performance.now();
     const progress = createProgress({ label: 'eval', total: split.dataset.images.length, silent: args.json });
@@ -94,6 +98,7 @@ export async function evalCommand(argv: string[]): Promise<number> {
       dets = await predictSplit(model, split, (_done, _total, fileName) => progress.tick(1, fileName));
     } finally {
       progress.done();
+      recordCompiledKernels(ctx.report, ctx.compiledKernelKeys());
       model.destroy();
       ctx.device.destroy();
     }

@@ -5,7 +5,9 @@
 import * as assert from 'uvu/assert';
 import { suite } from 'uvu';
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { encodeRle, type RleMask } from '../engine/rle.ts';
 import { CocoFormatError, decodeCompressedCounts, evaluateCoco, parseCocoDataset, type CocoDataset, type EvalDetection } from '../eval/coco.ts';
 import { loadSplit, parsePredictions } from '../io/split.ts';
@@ -116,7 +118,9 @@ test("the same numbers as tools/eval_torchvision.py on torchvision's predictions
 });
 
 test("maskgpu eval: the engine's detections score exactly torchvision's on the same images", () => {
-  const run = (...a: string[]) => spawnSync(process.execPath, ['bin/maskgpu.mjs', 'eval', '--limit', '4', '--json', ...a], { encoding: 'utf8' });
+  // maskgpu's cache folder (the kernel record) is the test's own.
+  const env = { ...process.env, MASKGPU_CACHE_DIR: mkdtempSync(join(tmpdir(), 'maskgpu-eval-cache-')) };
+  const run = (...a: string[]) => spawnSync(process.execPath, ['bin/maskgpu.mjs', 'eval', '--limit', '4', '--json', ...a], { encoding: 'utf8', env });
   const engine = run();
   assert.is(engine.status, 0, engine.stderr);
   const tv = run('--predictions', 'tests/fixtures/eval/tv-predictions-20.json');
