@@ -9,6 +9,7 @@ import * as assert from 'uvu/assert';
 import { floatToHalf, halfToFloat } from '../weights-loader/float16.ts';
 import { Conv2d, type Conv2dSpec } from '../engine/kernels/conv2d.ts';
 import { convClass, DEFAULT_CONV_TILING, tileName, type ConvTiling } from '../engine/kernels/convTiling.ts';
+import { QUICK_CONV_TILE } from '../engine/tiers.ts';
 import { ConvTranspose2d } from '../engine/kernels/convTranspose2d.ts';
 import { Linear } from '../engine/kernels/linear.ts';
 import { recordMatmul } from '../engine/kernels/matmul.ts';
@@ -102,12 +103,19 @@ conv.test('every register/workgroup tile gives the same result', async (ctx) => 
     await runConvCase(ctx, c, 555, tile);
   }
 });
-conv.test('a GPU-side batch limit computes only the live batch entries', async (ctx) => {
+conv.test('the quick tier (QUICK_CONV_TILE: epilogue from params.flags) matches the reference on every case', async (ctx) => {
+  // The stand-ins of engine/tiers.ts: one compiled variant per kernel shape, ReLU and residual as uniforms.
+  for (const [i, c] of convCases.entries()) await runConvCase(ctx, c, 100 + i * 7, QUICK_CONV_TILE);
+});
+conv.test('a GPU-side batch limit computes only the live batch entries (tuned and quick tiers)', async (ctx) => {
+  for (const tile of [undefined, QUICK_CONV_TILE]) await batchLimitCase(ctx, tile);
+});
+async function batchLimitCase(ctx: GpuContext, tile: Conv2dSpec['tile']): Promise<void> {
   const c = { batch: 5, cin: 6, cout: 4, h: 5, w: 4 };
   const x = normal(950, c.batch * c.cin * c.h * c.w);
   const w = normal(951, c.cout * c.cin * 9, 0.3);
   const b = uniform(952, c.cout);
-  const op = new Conv2d(ctx, { cin: c.cin, cout: c.cout, kernel: [3, 3], padding: [1, 1], relu: true }, w, b, 'conv-batch-limit');
+  const op = new Conv2d(ctx, { cin: c.cin, cout: c.cout, kernel: [3, 3], padding: [1, 1], relu: true, tile }, w, b, 'conv-batch-limit');
   const per = c.cout * c.h * c.w;
   const rec = new Recorder(ctx, 'conv-batch-limit');
   let got: Float32Array;
@@ -124,7 +132,7 @@ conv.test('a GPU-side batch limit computes only the live batch entries', async (
   const want = conv2dRef({ ...c, kh: 3, kw: 3, padding: [1, 1], relu: true }, x, w, b).data;
   assertClose(got.subarray(0, 2 * per), want.subarray(0, 2 * per), f32Accum, 'live entries');
   if (!got.subarray(2 * per).every((v) => v === -7)) throw new Error('entries past the limit were written');
-});
+}
 conv.test('rejects a residual buffer the spec does not declare', async (ctx) => {
   const conv = new Conv2d(ctx, { cin: 1, cout: 1, kernel: [1, 1] }, new Float32Array(1));
   const rec = new Recorder(ctx, 'residual-misuse');
@@ -406,9 +414,12 @@ convVec.test('floatToHalf (f16 conv weights) rounds to nearest even, keeps subno
   for (const v of [0.1, -3.5, 1e-6, 1234.5]) assert.ok(Math.abs(halfToFloat(floatToHalf(v)) - v) <= Math.abs(v) * 2 ** -11 + 2 ** -25);
 });
 
-convVec.test('half-size residual (fused FPN merge): conv + nearest x2 upsample-add, bit-identical to the two kernels', async (ctx) => {
+convVec.test('half-size residual (fused FPN merge): conv + nearest x2 upsample-add, bit-identical to the two kernels (tuned and quick tiers)', async (ctx) => {
+  for (const tile of [undefined, QUICK_CONV_TILE]) await halfResidualCase(ctx, tile);
+});
+async function halfResidualCase(ctx: GpuContext, tile: Conv2dSpec['tile']): Promise<void> {
   const c = { batch: 2, cin: 37, cout: 13, h: 10, w: 14 };
-  const spec: Conv2dSpec = { cin: c.cin, cout: c.cout, kernel: [1, 1] };
+  const spec: Conv2dSpec = { cin: c.cin, cout: c.cout, kernel: [1, 1], tile };
   const x = normal(330, c.batch * c.cin * c.h * c.w);
   const w = normal(331, c.cout * c.cin, 0.2);
   const b = uniform(332, c.cout);
@@ -434,7 +445,7 @@ convVec.test('half-size residual (fused FPN merge): conv + nearest x2 upsample-a
     rec.destroy();
     conv.destroy();
   }
-});
+}
 
 // f16 weights: the GPU must compute exactly conv(x, f16(w)) with f32 sums, and stay within a stated
 // distance of the f32 conv (weights rounded to 11 significant bits: relative error <= 2^-11 each).
