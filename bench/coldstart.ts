@@ -103,12 +103,14 @@ function exec(cmd: string, args: string[], env: Record<string, string>): Promise
   });
 }
 
-async function segmentOnce(cache: string, extra: string[] = []): Promise<{ ms: number; background?: number; stdout: string }> {
+/** One `maskgpu segment --verbose` (as the README's main job runs it), timed process to process. */
+async function segmentOnce(cache: string, extra: string[] = []): Promise<{ ms: number; background?: number; stdout: string; pipelines: number; kernels: string }> {
   const out = join(work, 'out');
-  const r = await exec(process.execPath, [BIN, 'segment', image, '--out', out, '--force', ...(weights ? ['--weights', weights] : []), ...sizeArgs, ...extra], { XDG_CACHE_HOME: cache });
+  const r = await exec(process.execPath, [BIN, 'segment', image, '--out', out, '--force', '--verbose', ...(weights ? ['--weights', weights] : []), ...sizeArgs, ...extra], { XDG_CACHE_HOME: cache });
   if (r.code !== 0) throw new Error(`maskgpu segment failed (${r.code}): ${r.err}`);
   const pid = /\(pid (\d+),/.exec(r.err)?.[1];
-  return { ms: r.ms, background: pid ? Number(pid) : undefined, stdout: r.out.trim() };
+  const k = /  kernels: ([^,]+), (\d+) pipelines/.exec(r.out);
+  return { ms: r.ms, background: pid ? Number(pid) : undefined, stdout: r.out.trim().split('\n').find((l) => l.includes('detections')) ?? '', pipelines: Number(k?.[2] ?? NaN), kernels: k?.[1] ?? '?' };
 }
 
 async function waitForExit(pid: number): Promise<number> {
@@ -127,22 +129,23 @@ async function cliPart() {
   console.log('\n== command line, process to process (maskgpu segment) ==');
   const cache = freshCache();
   const cold = await segmentOnce(cache);
-  console.log(`cold (empty caches, --kernels tiered): ${r0(cold.ms)} ms  ${cold.stdout}`);
+  console.log(`cold (empty caches, --kernels tiered): ${r0(cold.ms)} ms, ${cold.pipelines} pipelines (${cold.kernels})  ${cold.stdout}`);
   const bgWait = cold.background ? await waitForExit(cold.background) : 0;
   const log = existsSync(join(cache, 'maskgpu/compile-kernels.log')) ? readFileSync(join(cache, 'maskgpu/compile-kernels.log'), 'utf8') : '';
   const bg = /compiled (\d+) kernels in ([\d.]+) s/.exec(log);
   console.log(`background compile: ${bg ? `${bg[1]} kernels in ${bg[2]} s` : 'none'} (waited ${r0(bgWait)} ms after the cold run returned)`);
   const warm: number[] = [];
-  for (let i = 0; i < opt.repeats; i++) warm.push((await segmentOnce(cache)).ms);
+  let last = cold;
+  for (let i = 0; i < opt.repeats; i++) warm.push((last = await segmentOnce(cache)).ms);
   const w = median(warm);
-  console.log(`warm: median ${r0(w)} ms of ${warm.map(r0).join(', ')}  -> cold/warm ${(cold.ms / w).toFixed(2)}x`);
-  const result: Record<string, unknown> = { coldMs: cold.ms, warmMs: warm, warmMedianMs: w, ratio: cold.ms / w, background: bg ? { kernels: Number(bg[1]), seconds: Number(bg[2]) } : null };
+  console.log(`warm: median ${r0(w)} ms of ${warm.map(r0).join(', ')}, ${last.pipelines} pipelines (${last.kernels})  -> cold/warm ${(cold.ms / w).toFixed(2)}x`);
+  const result: Record<string, unknown> = { coldMs: cold.ms, coldPipelines: cold.pipelines, warmMs: warm, warmMedianMs: w, warmPipelines: last.pipelines, ratio: cold.ms / w, background: bg ? { kernels: Number(bg[1]), seconds: Number(bg[2]) } : null };
   if (opt.baseline) {
     const base = freshCache();
     const bc = await segmentOnce(base, ['--kernels', 'tuned', '--no-background-compile']);
     const bw: number[] = [];
     for (let i = 0; i < opt.repeats; i++) bw.push((await segmentOnce(base, ['--kernels', 'tuned', '--no-background-compile'])).ms);
-    console.log(`baseline --kernels tuned: cold ${r0(bc.ms)} ms, warm median ${r0(median(bw))} ms of ${bw.map(r0).join(', ')} -> ${(bc.ms / median(bw)).toFixed(2)}x`);
+    console.log(`baseline --kernels tuned: cold ${r0(bc.ms)} ms (${bc.pipelines} pipelines), warm median ${r0(median(bw))} ms of ${bw.map(r0).join(', ')} -> ${(bc.ms / median(bw)).toFixed(2)}x`);
     result.baseline = { coldMs: bc.ms, warmMs: bw, warmMedianMs: median(bw), ratio: bc.ms / median(bw) };
   }
   return result;

@@ -8,8 +8,8 @@
 // the bundled model if it fails), sample=shapes_0|shapes_1|shapes_2, autorun=0 (do not segment on load),
 // featureLevel=compatibility (a compatibility-mode adapter, e.g. OpenGL ES: see bench/README.md),
 // minSize=N and maxSize=N (the resize; default from the weights' metadata), boxScoreThresh=S
-// (the model's own threshold, default torchvision's 0.05; the slider only filters above it).
-// window.maskgpuDemo exposes the state to automation (tests/demo.test.ts, bench/browser.ts).
+// (the model's own threshold, default torchvision's 0.05; the slider only filters above it),
+// kernels=tiered|tuned|quick (engine/kernelTiers.ts). window.maskgpuDemo exposes the state to automation (tests/demo.test.ts, bench/browser.ts).
 
 import { describeAdapter, rleArea, type MaskRCNNOptions, type SegmentResult } from '../index.ts';
 import { drawDetections } from './draw.ts';
