@@ -95,6 +95,27 @@ export function epilogueFlags(e: { RELU: boolean; RESIDUAL: boolean; RESIDUAL_HA
   return (e.RELU ? 1 : 0) | (e.RESIDUAL ? 2 : 0) | (e.RESIDUAL_HALF ? 4 : 0) | (e.DYNAMIC_BATCH ? 8 : 0);
 }
 
+/**
+ * conv2d.wgsl's constants for a tile. The quick stand-in (QUICK_CONV_TILE, engine/tiers.ts) reads
+ * its epilogue from params.flags and takes no vec4 pixel loads: one variant per kernel shape.
+ */
+export function conv2dConsts(
+  tile: ConvTile,
+  shape: { KH: number; KW: number; PADDED: boolean; SHUFFLE: number; VEC_N: boolean },
+  epilogue: { RELU: boolean; RESIDUAL: boolean; RESIDUAL_HALF: boolean; DYNAMIC_BATCH: boolean },
+): Record<string, number | boolean> {
+  const quick = tile === QUICK_CONV_TILE;
+  return {
+    TM: tile.tm,
+    TN: tile.tn,
+    WG_X: tile.wgX,
+    WG_Y: tile.wgY,
+    ...shape,
+    ...(quick ? { RELU: false, RESIDUAL: false, RESIDUAL_HALF: false, DYNAMIC_BATCH: false, VEC_N: false } : epilogue),
+    DYNAMIC_EPILOGUE: quick,
+  };
+}
+
 export class Conv2d {
   readonly stride: [number, number];
   readonly padding: [number, number];
@@ -174,27 +195,12 @@ export class Conv2d {
     const [kh, kw] = spec.kernel;
     const pointwise = kh === 1 && kw === 1 && this.stride.every((s) => s === 1) && this.padding.every((p) => p === 0);
     const epilogue = { RELU: !!spec.relu, RESIDUAL: !!spec.residual, RESIDUAL_HALF: residualHalf, DYNAMIC_BATCH: !!batchLimit };
-    const specFor = (tile: ConvTile) => {
-      // The quick stand-in reads the epilogue from params.flags: one variant per kernel size (engine/tiers.ts).
-      const quick = tile === QUICK_CONV_TILE;
-      return {
-        source: conv2dSource(this.precision),
-        label: this.label,
-        consts: {
-          TM: tile.tm,
-          TN: tile.tn,
-          WG_X: tile.wgX,
-          WG_Y: tile.wgY,
-          KH: kh,
-          KW: kw,
-          PADDED: this.padding[0] > 0 || this.padding[1] > 0,
-          ...(quick ? { RELU: false, RESIDUAL: false, RESIDUAL_HALF: false, DYNAMIC_BATCH: false } : epilogue),
-          DYNAMIC_EPILOGUE: quick,
-          SHUFFLE: 1,
-          VEC_N: !quick && pointwise && (out.h * out.w) % 4 === 0 && tile.tn % 4 === 0,
-        },
-      };
-    };
+    const padded = this.padding[0] > 0 || this.padding[1] > 0;
+    const specFor = (tile: ConvTile) => ({
+      source: conv2dSource(this.precision),
+      label: this.label,
+      consts: conv2dConsts(tile, { KH: kh, KW: kw, PADDED: padded, SHUFFLE: 1, VEC_N: pointwise && (out.h * out.w) % 4 === 0 && tile.tn % 4 === 0 }, epilogue),
+    });
     // A tile given in the spec is used as is; the adapter's tile may wait behind a quick stand-in (engine/tiers.ts).
     const { kernel, variant: tile } = spec.tile ? { kernel: this.ctx.kernel(specFor(spec.tile)), variant: spec.tile } : this.ctx.tieredKernel(this.tileFor(input), QUICK_CONV_TILE, specFor);
     const n = input.batch * out.h * out.w;

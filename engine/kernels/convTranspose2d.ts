@@ -6,7 +6,7 @@
 
 import source from '../../shaders/conv2d.wgsl';
 import type { GpuContext } from '../gpu.ts';
-import { epilogueFlags, packGemmWeight, type ConvShape } from './conv2d.ts';
+import { conv2dConsts, epilogueFlags, packGemmWeight, type ConvShape } from './conv2d.ts';
 import { nchw, sameRank, type Tensor } from '../planner.ts';
 import type { Recorder } from '../recorder.ts';
 import { checkConvTile, convClass, type ConvTile } from './convTiling.ts';
@@ -72,26 +72,7 @@ export class ConvTranspose2d {
     const { spec } = this;
     const rows = spec.cout * spec.scale * spec.scale;
     const epilogue = { RELU: !!spec.relu, RESIDUAL: false, RESIDUAL_HALF: false, DYNAMIC_BATCH: !!batchLimit };
-    const specFor = (tile: ConvTile) => {
-      const quick = tile === QUICK_CONV_TILE; // the epilogue from params.flags (engine/tiers.ts)
-      return {
-        source,
-        label: this.label,
-        consts: {
-          TM: tile.tm,
-          TN: tile.tn,
-          WG_X: tile.wgX,
-          WG_Y: tile.wgY,
-          KH: 1,
-          KW: 1,
-          PADDED: false,
-          ...(quick ? { RELU: false, RESIDUAL: false, RESIDUAL_HALF: false, DYNAMIC_BATCH: false } : epilogue),
-          DYNAMIC_EPILOGUE: quick,
-          SHUFFLE: spec.scale,
-          VEC_N: false,
-        },
-      };
-    };
+    const specFor = (tile: ConvTile) => ({ source, label: this.label, consts: conv2dConsts(tile, { KH: 1, KW: 1, PADDED: false, SHUFFLE: spec.scale, VEC_N: false }, epilogue) });
     const { kernel, variant: tile } = spec.tile
       ? { kernel: this.ctx.kernel(specFor(spec.tile)), variant: spec.tile }
       : this.ctx.tieredKernel(this.ctx.convTiling[convClass(spec.cin, 1, 1, input.batch * input.h * input.w)], QUICK_CONV_TILE, specFor);
