@@ -98,7 +98,11 @@ export async function evalCommand(argv: string[]): Promise<number> {
       dets = await predictSplit(model, split, (_done, _total, fileName) => progress.tick(1, fileName));
     } finally {
       progress.done();
-      recordCompiledKernels(ctx.report, ctx.compiledKernelKeys());
+      try {
+        recordCompiledKernels(ctx.report, ctx.compiledKernelKeys());
+      } catch (e) {
+        console.error(`maskgpu: could not record the compiled kernels (${(e as Error).message}); the next run starts on quick kernels again`);
+      }
       model.destroy();
       ctx.device.destroy();
     }

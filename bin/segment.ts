@@ -155,13 +155,18 @@ export async function segmentCommand(argv: string[]): Promise<number> {
     progress?.tick(1, basename(path));
   }
   progress?.done(failures ? `${failures} failed` : undefined);
-  // What ran is compiled now; stand-ins' tuned kernels are compiled by a process of its own.
-  recordCompiledKernels(ctx.report, ctx.compiledKernelKeys());
-  const background = args.backgroundCompile ? startBackgroundCompile(ctx) : undefined;
-  if (background?.already) {
-    console.error(`maskgpu: ${background.kernels} tuned kernels are not compiled yet; a background compile is already under way (pid ${background.pid}, log ${background.log})`);
-  } else if (background) {
-    console.error(`maskgpu: compiling ${background.kernels} tuned kernels in the background for the next runs (pid ${background.pid}, log ${background.log}; --no-background-compile skips this)`);
+  // What ran is compiled now; stand-ins' tuned kernels are compiled by a process of its own. The
+  // images are written by now: a cache folder that cannot be written only costs speed later.
+  try {
+    recordCompiledKernels(ctx.report, ctx.compiledKernelKeys());
+    const background = args.backgroundCompile ? startBackgroundCompile(ctx) : undefined;
+    if (background?.already) {
+      console.error(`maskgpu: ${background.kernels} tuned kernels are not compiled yet; a background compile is already under way (pid ${background.pid}, log ${background.log})`);
+    } else if (background) {
+      console.error(`maskgpu: compiling ${background.kernels} tuned kernels in the background for the next runs (pid ${background.pid}, log ${background.log}; --no-background-compile skips this)`);
+    }
+  } catch (e) {
+    console.error(`maskgpu: could not record the compiled kernels or start the background compile in ${kernelCacheFile()} (${(e as Error).message}); the next run starts on quick kernels again`);
   }
   model.destroy();
   ctx.device.destroy();

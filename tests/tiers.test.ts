@@ -196,6 +196,16 @@ test('maskgpu segment: stand-ins first, a detached compile records the tuned ker
   assert.equal(detections('quick'), detections('second'));
   const none = segment('none', '--kernels', 'tiered', '--no-background-compile', '--force');
   assert.not.match(none.stderr, /in the background/);
+  // A cache folder that cannot be written: the images are still written, with a warning.
+  const blocker = join(tmp, 'not-a-folder');
+  writeFileSync(blocker, 'x');
+  const r = spawnSync(process.execPath, ['bin/maskgpu.mjs', 'segment', path, '--weights', 'tests/fixtures/golden/model.safetensors', '--out', join(tmp, 'blocked')], {
+    encoding: 'utf8',
+    env: { ...process.env, MASKGPU_CACHE_DIR: join(blocker, 'cache') },
+  });
+  assert.is(r.status, 0, r.stderr);
+  assert.match(r.stderr, /could not record the compiled kernels or start the background compile/);
+  assert.equal(detections('blocked'), detections('second'));
 });
 
 test.run();
