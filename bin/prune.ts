@@ -6,7 +6,8 @@
 // every calibration image before any GPU work and writes nothing when pruning or calibration
 // fails; writes atomically.
 
-import { GpuContext } from '../engine/gpu.ts';
+import { GpuContext, type KernelTiers } from '../engine/gpu.ts';
+import { useCompiledKernels } from '../io/kernelCache.ts';
 import { formatReport, prune, resolvePruneOptions, type PruneOptions } from '../prune/index.ts';
 import { maskrcnnParseOptions } from '../weights-loader/maskrcnn.ts';
 import { readSafetensorsFile, writeFileAtomic } from '../weights-loader/node.ts';
@@ -40,6 +41,8 @@ export const PRUNE_USAGE = `usage: maskgpu prune --weights IN.safetensors --rati
                             layers by least squares to the unpruned model's outputs) or stats+lsq
                             (default; stats where lsq does not apply: --mode mask, kernel granularity)
   --lsq-images N            images (the first of those) the least squares use (default 16)
+  --kernels T               tiered|tuned|quick for the calibration passes (default tiered: the tuned
+                            kernels earlier runs compiled here, quick stand-ins for the others)
   --report R.json           also write the full report as JSON
   --force                   replace OUT / the report if they exist (never the input)`;
 
@@ -51,6 +54,7 @@ export interface PruneArgs {
   dtype?: 'F32' | 'F16';
   options: PruneOptions;
   calibration?: { dir: string; count?: number; mode?: CalibrationMode; lsqImages?: number };
+  kernels: KernelTiers;
 }
 
 const PRUNE_OPTIONS = {
@@ -79,6 +83,7 @@ const PRUNE_OPTIONS = {
     'calibration-images': { type: 'number' },
     'calibration-mode': { type: 'string' },
     'lsq-images': { type: 'number' },
+    kernels: { type: 'string', choices: ['tiered', 'tuned', 'quick'] },
   },
 } as const;
 
@@ -137,7 +142,7 @@ export function parsePruneArgs(argv: string[]): PruneArgs | undefined {
     if (lsqImages !== undefined && !(Number.isSafeInteger(lsqImages) && lsqImages >= 1)) throw new UsageError(`--lsq-images is ${lsqImages}: give a positive integer`);
     calibration = { dir: v.calibrate, count, mode: mode as CalibrationMode | undefined, lsqImages };
   }
-  return { weights: v.weights, out: v.out, report: v.report, force: v.force, dtype, options, calibration };
+  return { weights: v.weights, out: v.out, report: v.report, force: v.force, dtype, options, calibration, kernels: (v.kernels ?? 'tiered') as KernelTiers };
 }
 
 export async function pruneCommand(argv: string[]): Promise<number> {
@@ -155,6 +160,8 @@ export async function pruneCommand(argv: string[]): Promise<number> {
     reading.done();
   }
   const ctx = await GpuContext.create();
+  ctx.setKernelTiers(args.kernels);
+  useCompiledKernels(ctx); // the tuned kernels earlier runs compiled here (io/kernelCache.ts)
   const bars = new Map<string, Progress>();
   const onProgress = (phase: string, done: number, total: number) => {
     let bar = bars.get(phase);
