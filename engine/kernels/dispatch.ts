@@ -2,7 +2,7 @@
 // Kernel wrappers create Dispatches once per planned input size and record them into a plan
 // (engine/recorder.ts); running a plan only encodes them into a pass.
 
-import { GpuError, type GpuContext, type Kernel } from '../gpu.ts';
+import { GpuError, type GpuContext, type Kernel, type KernelSpec } from '../gpu.ts';
 
 export class Dispatch {
   private constructor(
@@ -36,6 +36,11 @@ export class Dispatch {
       all.params = uniform;
     }
     return new Dispatch(label, kernel, ctx.bindGroup(kernel, all), grid, owned, ctx);
+  }
+
+  /** The kernel's spec (to compile it elsewhere ahead of this dispatch, engine/tiers.ts). */
+  get spec(): KernelSpec {
+    return this.kernel.spec;
   }
 
   get grid(): readonly [number, number, number] {

@@ -48,7 +48,7 @@ export interface ImagePlan {
   timestampOffset: number;
   maskBytes: number;
   /** Whether quick stand-ins replaced tuned kernels in this plan, and the context's kernel generation it was built at (engine/tiers.ts). */
-  tiers: { standIns: boolean; generation: number };
+  tiers: { standIns: boolean; generation: number; helped?: boolean };
 }
 
 /** Records and submits the plan and maps the results (one submit unless CPU-profiling). */

@@ -20,7 +20,8 @@ import { resolveOptions, type MaskRCNNOptions, type ResolvedOptions } from './op
 import { RoiHeads } from './roiHeads.ts';
 import { Rpn } from './rpn.ts';
 import { executePlan, type ImagePlan, type PlanOutputs, type StageTimestamps } from './execute.ts';
-import { compileWantedKernels, type CompileReport } from '../tiers.ts';
+import { compileKernels, compileWantedKernels, type CompileReport } from '../tiers.ts';
+import { kernelKey } from '../kernelTiers.ts';
 import { STAGES, TIMESTAMP_BYTES, TIMESTAMP_COUNT, type StagesMs } from './stages.ts';
 
 export interface RgbImage {
@@ -96,6 +97,8 @@ export class MaskRCNN {
    * until `compileTunedKernels()` is called (the CLI compiles in a process of its own).
    */
   backgroundCompile = true;
+  /** On a plan's first run with stand-ins, compile its kernels on a second device too, from the end (engine/tiers.ts). */
+  helpCompile = true;
   private compiling: Promise<CompileReport> | undefined;
   /** Largest window of the input image one preprocess dispatch binds (default: the adapter's limits); lowered only by tests. */
   inputBandBytes: number | undefined;
@@ -151,7 +154,32 @@ export class MaskRCNN {
     const t1 = performance.now();
 
     plan.image.write(image.data, channels);
-    const { header, bits, stagesMs, stagesSource } = await this.ctx.checked('running Mask R-CNN', () => executePlan(this.ctx.device, plan, this.timestamps, profile));
+    // A first run on a new machine: lavapipe compiles each pipeline at its first dispatch, one at a
+    // time on the queue's thread. A second device compiles the plan's kernels from the last one
+    // backwards meanwhile (into the driver's disk cache), so the two threads meet in the middle; it
+    // is dropped when the run ends.
+    let helper: { ctx?: GpuContext; done: boolean } | undefined;
+    if (plan.tiers.standIns && !plan.tiers.helped && this.ctx.acquireAnother && this.helpCompile) {
+      plan.tiers.helped = true;
+      const h: { ctx?: GpuContext; done: boolean } = (helper = { done: false });
+      const specs = [...new Map(plan.stages.flat().map((d) => [kernelKey(d.spec), d.spec])).values()].reverse();
+      this.ctx
+        .acquireAnother()
+        .then((ctx) => {
+          h.ctx = ctx;
+          if (!h.done) return compileKernels(ctx, specs);
+        })
+        .catch(() => undefined)
+        .finally(() => h.ctx?.device.destroy());
+    }
+    const finishHelper = () => {
+      if (!helper) return;
+      helper.done = true;
+      helper.ctx?.device.destroy();
+    };
+    const { header, bits, stagesMs, stagesSource } = await this.ctx
+      .checked('running Mask R-CNN', () => executePlan(this.ctx.device, plan, this.timestamps, profile))
+      .finally(finishHelper);
     const t2 = performance.now();
     // Only off this device's queue: on the same one, the compile would hold up the next calls.
     if (plan.tiers.standIns && this.backgroundCompile && this.ctx.acquireAnother && !this.compiling) {
