@@ -97,8 +97,13 @@ export class MaskRCNN {
    * until `compileTunedKernels()` is called (the CLI compiles in a process of its own).
    */
   backgroundCompile = true;
-  /** On a plan's first run with stand-ins, compile its kernels on a second device too, from the end (engine/tiers.ts). */
-  helpCompile = true;
+  /**
+   * On a plan's first run with stand-ins, compile its kernels on a second device too, from the end
+   * (bench/NOTES.md 17). Default on in Node, where each Dawn device has a queue thread of its own;
+   * off in a browser, where Chromium's GPU process served the two devices in turn (the demo's first
+   * result went from 13.6 s to 19.6 s with it).
+   */
+  helpCompile: boolean;
   private compiling: Promise<CompileReport> | undefined;
   /** Largest window of the input image one preprocess dispatch binds (default: the adapter's limits); lowered only by tests. */
   inputBandBytes: number | undefined;
@@ -109,6 +114,7 @@ export class MaskRCNN {
     options: MaskRCNNOptions = {},
   ) {
     this.options = resolveOptions(options, weights.meta);
+    this.helpCompile = ctx.report.runtime === 'node-dawn';
     this.backbone = new ResNetFpn(ctx, weights, this.options.precision);
     this.rpn = new Rpn(ctx, weights.rpn, this.options.precision);
     this.heads = new RoiHeads(ctx, weights, this.options.precision);
