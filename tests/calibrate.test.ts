@@ -131,17 +131,22 @@ stats.test('two tensors into one buffer at channel offsets', async (ctx) => {
  */
 const calibratedSameNetwork: Tolerance = { name: 'calibratedSameNetwork', abs: 1e-3, rel: 1e-3 };
 
+/** Records preprocess, body and FPN of `image` (as inference resizes it) and returns the FPN levels. */
+function recordFpnLevels(rec: Recorder, net: ResNetFpn, weights: ReturnType<typeof loadMaskRCNNWeights>, image: CalibrationImage): GpuTensor[] {
+  const plan = resizePlan(image.height, image.width, weights.meta.minSize, weights.meta.maxSize);
+  const table = rec.input('table', normalizationTable(weights.meta.imageMean, weights.meta.imageStd), [256, 3]);
+  const { image: input, output } = recordPreprocess(rec, plan, table);
+  input.write(image.data, 3);
+  return net.recordFpn(rec, net.recordBody(rec, output));
+}
+
 /** The FPN maps (P2..P5, pool) of `file` on one image, through the engine's own backbone. */
 async function fpnMaps(ctx: GpuContext, file: SafetensorsFile, image: CalibrationImage): Promise<Float32Array[]> {
   const weights = loadMaskRCNNWeights(file);
   const net = new ResNetFpn(ctx, weights);
   const rec = new Recorder(ctx, 'fpn maps');
   try {
-    const plan = resizePlan(image.height, image.width, weights.meta.minSize, weights.meta.maxSize);
-    const table = rec.input('table', normalizationTable(weights.meta.imageMean, weights.meta.imageStd), [256, 3]);
-    const { image: input, output } = recordPreprocess(rec, plan, table);
-    input.write(image.data, 3);
-    const levels = net.recordFpn(rec, net.recordBody(rec, output));
+    const levels = recordFpnLevels(rec, net, weights, image);
     rec.submit();
     return await Promise.all(levels.map((l) => ctx.readF32(l.buffer, l.shape.reduce((a, b) => a * b, 1))));
   } finally {
@@ -531,11 +536,7 @@ async function headOutputs(ctx: GpuContext, file: SafetensorsFile, image: Calibr
   const deconv = new ConvTranspose2d(ctx, { cin: d.cin, cout: d.cout, scale: 2, relu: true }, d.weight, d.bias);
   const rec = new Recorder(ctx, 'head outputs');
   try {
-    const plan = resizePlan(image.height, image.width, w.meta.minSize, w.meta.maxSize);
-    const table = rec.input('table', normalizationTable(w.meta.imageMean, w.meta.imageStd), [256, 3]);
-    const { image: input, output } = recordPreprocess(rec, plan, table);
-    input.write(image.data, 3);
-    const levels = net.recordFpn(rec, net.recordBody(rec, output));
+    const levels = recordFpnLevels(rec, net, w, image);
     const outs: GpuTensor[] = [];
     for (const l of levels) {
       const h = layers[0].record(rec, l);
@@ -543,7 +544,7 @@ async function headOutputs(ctx: GpuContext, file: SafetensorsFile, image: Calibr
     }
     const n = rois.length / 4;
     const at = (size: number) =>
-      new RoiAlignMultiLevel(ctx, { channels: w.fpn.layer[0].cout, outputSize: size, maxRois: n }).record(rec, { features: levels.slice(0, 4), boxes: rec.input('rois', rois, [n, 4]), count: rec.input('n', new Uint32Array([n])), imageHeight: plan.outH });
+      new RoiAlignMultiLevel(ctx, { channels: w.fpn.layer[0].cout, outputSize: size, maxRois: n }).record(rec, { features: levels.slice(0, 4), boxes: rec.input('rois', rois, [n, 4]), count: rec.input('n', new Uint32Array([n])), imageHeight: resizePlan(image.height, image.width, w.meta.minSize, w.meta.maxSize).outH });
     let x = at(7);
     x = { ...x, shape: [n, x.shape[1] * 49] };
     const x6 = box[0].record(rec, x);
