@@ -11,9 +11,10 @@
 // (the model's own threshold, default torchvision's 0.05; the slider only filters above it),
 // kernels=tiered|tuned|quick (engine/kernelTiers.ts). window.maskgpuDemo exposes the state to automation (tests/demo.test.ts, bench/browser.ts).
 
-import { describeAdapter, rleArea, type MaskRCNNOptions, type SegmentResult } from '../index.ts';
+import { describeAdapter, rleArea, type SegmentResult } from '../index.ts';
 import { drawDetections } from './draw.ts';
 import { decodeImage, fetchImage, type Pixels } from './image.ts';
+import { readAddressParams } from './params.ts';
 import { DemoSession, fileNameOf, prunedFileName, type ModelInfo, type Progress, type WeightsInfo } from './session.ts';
 import { CalibrationSet } from './calibration.ts';
 import { saveBytes } from './download.ts';
@@ -244,16 +245,6 @@ async function segment(): Promise<void> {
   setStatus(`${image.name}: ${state.result.detections.length} detections in ${fmtMs(state.result.timingsMs.total)}.`);
 }
 
-function numberParam(params: URLSearchParams, name: string, integer: boolean): number | undefined {
-  const v = params.get(name);
-  if (v === null) return undefined;
-  const x = Number(v);
-  if (v.trim() === '' || !Number.isFinite(x) || x < 0 || (integer && !Number.isInteger(x))) {
-    throw new Error(`address parameter ${name}=${v} must be a non-negative ${integer ? 'integer' : 'number'}`);
-  }
-  return x;
-}
-
 /** Progress bar and status while weights download (or come from the cache). */
 function weightsProgress(name: string): Progress {
   ui.progress.hidden = false;
@@ -294,24 +285,12 @@ async function loadWeights(load: (session: DemoSession) => Promise<WeightsInfo>)
 }
 
 async function start(): Promise<void> {
-  const params = new URLSearchParams(location.search);
-  const sample = params.get('sample');
-  if (sample !== null) {
-    if (!Array.from(ui.sample.options).some((o) => o.value === sample)) throw new Error(`address parameter sample=${sample}: no such sample (shapes_0, shapes_1, shapes_2)`);
-    ui.sample.value = sample;
-  }
-  const featureLevel = params.get('featureLevel');
-  if (featureLevel !== null && featureLevel !== 'core' && featureLevel !== 'compatibility') throw new Error(`address parameter featureLevel=${featureLevel}: use core or compatibility`);
-  const modelOptions: MaskRCNNOptions = {
-    minSize: numberParam(params, 'minSize', true),
-    maxSize: numberParam(params, 'maxSize', true),
-    boxScoreThresh: numberParam(params, 'boxScoreThresh', false),
-  };
-  const weightsUrl = params.get('weights');
-  if (weightsUrl !== null && weightsUrl.trim() === '') throw new Error('address parameter weights= is empty: give the URL of a .safetensors file');
+  const p = readAddressParams(location.search, Array.from(ui.sample.options, (o) => o.value));
+  if (p.sample !== undefined) ui.sample.value = p.sample;
+  const weightsUrl = p.weightsUrl ?? null;
 
   setStatus('Requesting a WebGPU device…');
-  const session = await DemoSession.create({ featureLevel: featureLevel ?? undefined, modelOptions, onDeviceError: showError, kernels: params.get('kernels') ?? undefined });
+  const session = await DemoSession.create({ featureLevel: p.featureLevel, modelOptions: p.modelOptions, onDeviceError: showError, kernels: p.kernels });
   // The address's weights, else (or when they fail) the bundled model.
   let failed: string | undefined;
   if (weightsUrl !== null) {
@@ -326,7 +305,7 @@ async function start(): Promise<void> {
   renderAdapter(session);
   modelLoaded(session.weights);
   setImage(await fetchImage(`models/samples/${ui.sample.value}.png`));
-  if (params.get('autorun') !== '0') await segment();
+  if (p.autorun) await segment();
   else setStatus('Ready: press Segment.');
   if (failed) showError(new Error(failed));
 }
