@@ -104,6 +104,14 @@ export class GpuContext {
     return { kernel: this.kernel(specFor(variant)), variant };
   }
 
+  /**
+   * Like `tieredKernel` for a variant that dispatches several kernels (`specsFor` lists them all:
+   * the tuned one is taken only when every one of them is compiled). The caller makes the kernels.
+   */
+  tieredVariant<T>(tuned: T, quick: T, specsFor: (variant: T) => KernelSpec[]): T {
+    return this.tiers.choose(tuned, quick, specsFor, (key) => this.kernels.has(key));
+  }
+
   /** Tuned kernels that quick stand-ins replaced and that are not compiled yet. */
   wantedKernels(): Array<{ key: string; spec: KernelSpec }> {
     return this.tiers.wantedKernels();

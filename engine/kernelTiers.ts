@@ -38,13 +38,21 @@ export class TierBook {
     this.mode = mode;
   }
 
-  /** The variant to use; `made(key)` tells whether the context already holds that pipeline. */
-  choose<T>(tuned: T, quick: T, specFor: (variant: T) => KernelSpec, made: (key: string) => boolean): T {
+  /**
+   * The variant to use; `made(key)` tells whether the context already holds that pipeline.
+   * `specsFor` gives every kernel a variant dispatches (a sort's several entry points): the tuned
+   * variant is taken only when all of them are compiled, and otherwise all of them are wanted.
+   */
+  choose<T>(tuned: T, quick: T, specsFor: (variant: T) => KernelSpec | KernelSpec[], made: (key: string) => boolean): T {
     if (this.mode !== 'tiered') return this.mode === 'tuned' ? tuned : quick;
-    const spec = specFor(tuned);
-    const key = kernelKey(spec);
-    if (made(key) || this.compiled.has(key) || key === kernelKey(specFor(quick))) return tuned;
-    this.wanted.set(key, spec);
+    const all = (v: T) => [specsFor(v)].flat();
+    const specs = all(tuned);
+    const keys = specs.map(kernelKey);
+    const quickKeys = new Set(all(quick).map(kernelKey));
+    if (keys.every((key) => made(key) || this.compiled.has(key) || quickKeys.has(key))) return tuned;
+    specs.forEach((spec, i) => {
+      if (!made(keys[i]) && !this.compiled.has(keys[i])) this.wanted.set(keys[i], spec);
+    });
     this.standIns++;
     return quick;
   }

@@ -17,6 +17,15 @@ import type { MatmulTile } from './kernels/matmul.ts';
 export const QUICK_CONV_TILE: ConvTile = { tm: 4, tn: 4, wgX: 32, wgY: 1 };
 /** The stand-in matmul tile. */
 export const QUICK_MATMUL_TILE: MatmulTile = { tm: 4, tn: 4, wgX: 8, wgY: 8 };
+/**
+ * The stand-in sort tile: 64 elements (512 bytes of workgroup memory) sorted by 32 invocations,
+ * the rest of the network in global compare-exchange passes. Chromium's GL path (Tint -> GLSL ->
+ * ANGLE -> SPIR-V -> the driver) spends time in proportion to a shader's workgroup memory: about
+ * 2.7 s for the tuned 2048-element tile's 16 KiB on lavapipe, 0.5 s for 4 KiB (bench/NOTES.md 18).
+ */
+export const QUICK_SORT_TILE = { block: 64, wg: 32 } as const;
+/** The stand-in NMS block (kept boxes read through storage, shaders/nms.wgsl). */
+export const QUICK_NMS_WG = 32;
 
 export interface CompileReport {
   /** Kernels compiled. */

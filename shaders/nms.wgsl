@@ -8,6 +8,11 @@
 // loop. It stops after max_keep kept boxes. Cost: count * kept IoU tests at most (spread over WG
 // lanes) + count * WG / 2 for the masks, and 4 barriers per block.
 //
+// Kept boxes live in workgroup memory (KEPT_IN_WORKGROUP, the tuned variant) or are read again
+// through `keep` from storage (the quick stand-in, engine/tiers.ts: with WG 32 it declares about
+// 1 KiB of workgroup memory instead of 25 KiB, which Chromium's GL path compiles in a fraction of
+// the time). Both test the same boxes in the same order: the results are identical.
+//
 // IoU is decided exactly as torch decides `inter / (area_i + area_j - inter) > thr`, with thr a
 // double: w, h, inter, areas and the denominator are single correctly rounded f32 operations
 // (opaque() keeps the compiler from fusing a product into the following add, which would skip
@@ -16,7 +21,8 @@
 
 const WG: u32 = 128u;        // candidates per block, a multiple of 32
 const WORDS: u32 = WG / 32u; // u32 mask words per candidate
-const KEEP_CAP: u32 = 1000u; // max_keep, specialised
+const KEPT_IN_WORKGROUP: bool = true;
+const KEPT_SLOTS: u32 = 1000u; // max_keep when KEPT_IN_WORKGROUP (specialised), else 1
 const SENTINEL: u32 = 0xffffffffu;
 
 struct Params {
@@ -41,8 +47,8 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> keep: array<u32>;
 @group(0) @binding(6) var<storage, read_write> keep_count: array<u32>;
 
-var<workgroup> kept_box: array<vec4f, KEEP_CAP>;
-var<workgroup> kept_group: array<u32, KEEP_CAP>;
+var<workgroup> kept_box: array<vec4f, KEPT_SLOTS>;
+var<workgroup> kept_group: array<u32, KEPT_SLOTS>;
 var<workgroup> cand_box: array<vec4f, WG>;
 var<workgroup> cand_group: array<u32, WG>;
 var<workgroup> cand_alive: array<u32, WG>;
@@ -153,6 +159,22 @@ fn suppresses(k: vec4f, c: vec4f) -> bool {
   return quotient_rounds_above(inter, denom);
 }
 
+// The box (shifted by the coordinate trick) and group of candidate `c`.
+fn candidate(c: u32, trick: bool, scale: f32) -> vec4f {
+  var box = boxes[c];
+  if (trick) {
+    box += vec4f(opaque(f32(candidate_group(c)) * scale));
+  }
+  return box;
+}
+
+fn candidate_group(c: u32) -> u32 {
+  if (params.has_groups != 0u) {
+    return groups[c];
+  }
+  return 0u;
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32) {
   if (lid == 0u) {
@@ -190,19 +212,22 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     var group = 0u;
     if (i < count) {
       let c = order[i];
-      box = boxes[c];
-      if (params.has_groups != 0u) {
-        group = groups[c];
-      }
-      if (trick) {
-        box += vec4f(opaque(f32(group) * scale));
-      }
+      box = candidate(c, trick, scale);
+      group = candidate_group(c);
       alive = true;
       let nk = n_kept;
       for (var q = 0u; q < nk; q++) {
-        if ((trick || kept_group[q] == group) && suppresses(kept_box[q], box)) {
-          alive = false;
-          break;
+        if (KEPT_IN_WORKGROUP) {
+          if ((trick || kept_group[q] == group) && suppresses(kept_box[q], box)) {
+            alive = false;
+            break;
+          }
+        } else {
+          let k = keep[q];
+          if ((trick || candidate_group(k) == group) && suppresses(candidate(k, trick, scale), box)) {
+            alive = false;
+            break;
+          }
         }
       }
     }
@@ -245,12 +270,17 @@ fn main(@builtin(local_invocation_index) lid: u32) {
           continue;
         }
         kept_bits[j / 32u] |= 1u << (j % 32u);
-        kept_box[nk] = cand_box[j];
-        kept_group[nk] = cand_group[j];
+        if (KEPT_IN_WORKGROUP) {
+          kept_box[nk] = cand_box[j];
+          kept_group[nk] = cand_group[j];
+        }
         keep[nk] = order[base + j];
         nk++;
       }
       n_kept = nk;
+    }
+    if (!KEPT_IN_WORKGROUP) {
+      storageBarrier(); // the next block reads this block's `keep` writes
     }
     if (workgroupUniformLoad(&n_kept) >= params.max_keep) {
       break;

@@ -4,17 +4,34 @@
 // subnormals, counts in GPU buffers smaller than n, valid flags, k > count, clustered boxes with
 // many overlaps over many groups, identical and zero-area boxes, and IoUs one float32 ulp either
 // side of the threshold. Prints the time of a 200k sort and of NMS over 5000 candidates.
+// Every case runs twice: on the tuned kernels, and on the quick stand-ins a first run takes
+// (engine/tiers.ts: a 64-element sort tile, TopK by a full sort past it, NMS with WG 32 that reads
+// its kept boxes through storage), which must give the same indices.
 
 import { GreedyNms, TORCHVISION_CPU_COORDINATE_TRICK_MAX, type NmsSpec } from '../engine/kernels/nms.ts';
 import { SortDescending, TopK } from '../engine/kernels/sort.ts';
 import type { GpuContext } from '../engine/gpu.ts';
 import { Recorder } from '../engine/recorder.ts';
-import { gpuSuite } from './harness.ts';
+import { gpuSuite, type GpuSuite } from './harness.ts';
 import { rng } from './random.ts';
 import { iouRef, postNmsRef, type PostNmsOptions } from './reference/nms.ts';
 import { sortDescendingRef, topkRef, type SortInput, type SortResult } from './reference/sort.ts';
 
 const fr = Math.fround;
+
+/** Registers `body` twice: on the tuned kernels (the shared context's tiers), and on the quick stand-ins. */
+function bothTiers(suite: GpuSuite, name: string, body: (ctx: GpuContext) => Promise<unknown>): void {
+  suite.test(name, async (ctx) => void (await body(ctx)));
+  suite.test(`${name} [quick stand-ins]`, async (ctx) => {
+    const before = ctx.kernelTiers;
+    ctx.setKernelTiers('quick');
+    try {
+      await body(ctx);
+    } finally {
+      ctx.setKernelTiers(before);
+    }
+  });
+}
 
 /**
  * Boxes around `clusters` centres in an 1088x800 image (heavy overlaps), some snapped to whole
@@ -194,8 +211,8 @@ const sortCases: SortCase[] = [
   { name: 'n=4097, count 4000, read from element 333 of the buffers', keys: awkwardScores(13, 4097), count: 4000, gpuCount: true, inOffset: 333 },
   { name: 'n=70000, valid flags and count 65537', keys: awkwardScores(14, 70000), valid: flags(15, 70000, 0.3), count: 65537, gpuCount: true },
 ];
-sortCases.forEach((c) => sortSuite.test(c.name, async (ctx) => void (await runSort(ctx, c))));
-sortSuite.test('n=200000 (RPN P2 scale), count 199999; timing', async (ctx) => {
+sortCases.forEach((c) => bothTiers(sortSuite, c.name, (ctx) => runSort(ctx, c)));
+bothTiers(sortSuite, 'n=200000 (RPN P2 scale), count 199999; timing', async (ctx) => {
   const c: SortCase = { name: 'n=200000', keys: awkwardScores(16, 200_000), count: 199_999, gpuCount: true };
   await runSort(ctx, c); // first run compiles the pipelines
   const ms = await runSort(ctx, c);
@@ -245,7 +262,7 @@ async function runTopK(ctx: GpuContext, c: TopKCase): Promise<void> {
     const keys = await ctx.readF32(outKeys.buffer);
     if (keys[offset - 1] !== 7) throw new Error(`${c.name}: wrote before outOffset`);
     const got = { keys: keys.subarray(offset), values: (await ctx.readU32(outValues.buffer)).subarray(offset), count: (await ctx.readU32(outCount.buffer, 1))[0] };
-    checkSorted(`${c.name} (${topk.run > 2048 ? 'full sort' : `bitonic selection, runs of ${topk.run}`})`, got, topkRef(c, c.k), slots);
+    checkSorted(`${c.name} (${topk.run > topk.tile.block ? `full sort, tile ${topk.tile.block}` : `bitonic selection, runs of ${topk.run}`})`, got, topkRef(c, c.k), slots);
   } finally {
     for (const rec of recs) rec.destroy();
     outputs.destroy();
@@ -262,7 +279,7 @@ const topkCases: TopKCase[] = [
   { name: 'k=37 of 4097', keys: awkwardScores(26, 4097), k: 37 },
   { name: 'k=3000 of 10000 (past the tile: full sort)', keys: awkwardScores(27, 10_000), k: 3000 },
 ];
-topkCases.forEach((c) => topkSuite.test(c.name, (ctx) => runTopK(ctx, c)));
+topkCases.forEach((c) => bothTiers(topkSuite, c.name, (ctx) => runTopK(ctx, c)));
 topkSuite.run();
 
 interface NmsCase {
@@ -323,7 +340,7 @@ async function runNms(ctx: GpuContext, c: NmsCase, timing = false): Promise<numb
 }
 
 const nmsSuite = gpuSuite('GreedyNms');
-nmsSuite.test('a box suppressed in a later 128-block does not suppress (no state leaks between blocks)', async (ctx) => {
+bothTiers(nmsSuite, 'a box suppressed in a later 128-block does not suppress (no state leaks between blocks)', async (ctx) => {
   // Block 0 keeps every lane (disjoint boxes). In block 1, A (lane 0) suppresses B (lane 5), and B
   // overlaps C (lane 6) while A does not: C must be kept. A kept-lane mask left over from block 0
   // (Dawn on lavapipe did not re-zero an uninitialised var declared in the loop) dropped C.
@@ -340,17 +357,17 @@ nmsSuite.test('a box suppressed in a later 128-block does not suppress (no state
   const want = await runNms(ctx, { name: 'block carry-over', boxes, scores, options: { iouThreshold: 0.5, maxKeep: 200 } });
   if (!want.includes(134) || want.includes(133)) throw new Error('the reference itself should keep C and drop B');
 });
-nmsSuite.test('RPN-like: 4663 clustered boxes, 5 levels, IoU 0.7, keep 1000, 10% invalid; timing', async (ctx) => {
+bothTiers(nmsSuite, 'RPN-like: 4663 clustered boxes, 5 levels, IoU 0.7, keep 1000, 10% invalid; timing', async (ctx) => {
   const data = clusteredBoxes(31, 4663, { groups: 5, clusters: 60 });
   await runNms(ctx, { name: 'rpn', ...data, options: { iouThreshold: 0.7, maxKeep: 1000, valid: flags(32, 4663, 0.9), coordinateTrickMaxCount: TORCHVISION_CPU_COORDINATE_TRICK_MAX } });
   const big = clusteredBoxes(33, 5000, { groups: 5, clusters: 400 });
   await runNms(ctx, { name: '5000 candidates, 400 clusters', ...big, options: { iouThreshold: 0.7, maxKeep: 1000 } }, true);
 });
-nmsSuite.test('box-head-like: 6000 candidates, 90 classes, IoU 0.5, keep 100, count 5000 in a GPU buffer', async (ctx) => {
+bothTiers(nmsSuite, 'box-head-like: 6000 candidates, 90 classes, IoU 0.5, keep 100, count 5000 in a GPU buffer', async (ctx) => {
   const data = clusteredBoxes(34, 6000, { groups: 90, clusters: 30, groupBase: 1 });
   await runNms(ctx, { name: 'box head', ...data, options: { iouThreshold: 0.5, maxKeep: 100, count: 5000, valid: flags(35, 6000, 0.7), coordinateTrickMaxCount: TORCHVISION_CPU_COORDINATE_TRICK_MAX } });
 });
-nmsSuite.test('coordinate trick (<= 1000 boxes reach batched_nms: torchvision CPU rule) vs vanilla, IoU one ulp around 0.5 after the shift', async (ctx) => {
+bothTiers(nmsSuite, 'coordinate trick (<= 1000 boxes reach batched_nms: torchvision CPU rule) vs vanilla, IoU one ulp around 0.5 after the shift', async (ctx) => {
   const data = nearThresholdPairs(37, 450, 0.5, true);
   console.log(`    ${data.summary}`);
   const o = { iouThreshold: 0.5, maxKeep: 1000 };
@@ -360,7 +377,7 @@ nmsSuite.test('coordinate trick (<= 1000 boxes reach batched_nms: torchvision CP
   if (onlyOne === 0) throw new Error('the two torchvision paths agree on this input: it does not tell them apart');
   console.log(`    the two torchvision paths disagree on ${onlyOne} boxes, and the GPU follows each`);
 });
-nmsSuite.test('maxKeep cut: 3000 disjoint boxes keep the best 1000, then the best 100', async (ctx) => {
+bothTiers(nmsSuite, 'maxKeep cut: 3000 disjoint boxes keep the best 1000, then the best 100', async (ctx) => {
   const n = 3000;
   const boxes = new Float32Array(n * 4);
   for (let i = 0; i < n; i++) boxes.set([(i % 60) * 20, Math.floor(i / 60) * 20, (i % 60) * 20 + 15, Math.floor(i / 60) * 20 + 15], 4 * i);
@@ -368,7 +385,7 @@ nmsSuite.test('maxKeep cut: 3000 disjoint boxes keep the best 1000, then the bes
   await runNms(ctx, { name: 'keep 1000', boxes, scores, options: { iouThreshold: 0.7, maxKeep: 1000 } });
   await runNms(ctx, { name: 'keep 100', boxes, scores, options: { iouThreshold: 0.5, maxKeep: 100 } });
 });
-nmsSuite.test('identical boxes with identical scores, zero-area boxes, count 0', async (ctx) => {
+bothTiers(nmsSuite, 'identical boxes with identical scores, zero-area boxes, count 0', async (ctx) => {
   const boxes: number[] = [];
   const scores: number[] = [];
   for (let i = 0; i < 300; i++) {
@@ -383,13 +400,13 @@ nmsSuite.test('identical boxes with identical scores, zero-area boxes, count 0',
   await runNms(ctx, { name: 'count 0', ...c, options: { iouThreshold: 0.5, maxKeep: 100, count: 0 } });
 });
 for (const threshold of [0.7, 0.5]) {
-  nmsSuite.test(`IoU one float32 ulp around ${threshold} (exact integer decision)`, async (ctx) => {
+  bothTiers(nmsSuite, `IoU one float32 ulp around ${threshold} (exact integer decision)`, async (ctx) => {
     const pairs = nearThresholdPairs(50 + threshold * 10, 450, threshold);
     console.log(`    ${pairs.summary}`);
     await runNms(ctx, { name: `pairs around ${threshold}`, ...pairs, options: { iouThreshold: threshold, maxKeep: 1000 } });
   });
 }
-nmsSuite.test('every IoU decided by the integer path (what a device with a coarser division relies on)', async (ctx) => {
+bothTiers(nmsSuite, 'every IoU decided by the integer path (what a device with a coarser division relies on)', async (ctx) => {
   const clustered = clusteredBoxes(61, 3000, { groups: 5, clusters: 100 });
   await runNms(ctx, { name: 'clustered, integer path only', ...clustered, options: { iouThreshold: 0.7, maxKeep: 1000 }, integerPathOnly: true });
   // float32(0.7) < 0.7 but float32(0.3) > 0.3: T is then the float below float32(0.3).

@@ -25,7 +25,8 @@
 // it stops as soon as maxKeep are kept. Workgroup memory: 20 bytes per kept box + 5.6 KiB.
 
 import source from '../../shaders/nms.wgsl';
-import type { GpuContext } from '../gpu.ts';
+import type { GpuContext, KernelSpec } from '../gpu.ts';
+import { QUICK_NMS_WG } from '../tiers.ts';
 import type { Tensor } from '../planner.ts';
 import type { Recorder } from '../recorder.ts';
 import { Dispatch } from './dispatch.ts';
@@ -92,6 +93,11 @@ export function nmsThresholdParams(iouThreshold: number): { mid_mant: number; mi
   return { mid_mant, mid_exp, tie_up: f & 1, fast_lo: below(mid * (1 - 2 ** -18)), fast_hi: above(mid * (1 + 2 ** -18)) };
 }
 
+/** Where the NMS keeps the boxes kept so far: workgroup memory (tuned) or storage (quick stand-in). */
+type NmsVariant = 'workgroup' | 'storage';
+/** Candidates per block: the tuned variant's workgroup, and the stand-in's (engine/tiers.ts). */
+const NMS_WG = 128;
+
 export class GreedyNms {
   constructor(
     private readonly ctx: GpuContext,
@@ -99,12 +105,27 @@ export class GreedyNms {
     readonly label = 'nms',
   ) {
     if (!Number.isInteger(spec.maxKeep) || spec.maxKeep < 1) throw new Error(`${label}: maxKeep ${spec.maxKeep} must be a positive integer`);
-    const bytes = spec.maxKeep * 20 + 128 * 44 + 16;
-    const limit = ctx.device.limits.maxComputeWorkgroupStorageSize;
-    if (bytes > limit) {
-      throw new Error(`${label}: maxKeep ${spec.maxKeep} needs ${bytes} bytes of workgroup memory, over this device's ${limit}; use maxKeep <= ${Math.floor((limit - 128 * 44 - 16) / 20)}`);
-    }
     nmsThresholdParams(spec.iouThreshold);
+  }
+
+  /** The kernel for a variant (nms.wgsl: kept boxes in workgroup memory, or read through `keep`). */
+  private kernelSpec(v: NmsVariant): KernelSpec {
+    const inWorkgroup = v === 'workgroup';
+    return {
+      source,
+      label: this.label,
+      consts: { WG: inWorkgroup ? NMS_WG : QUICK_NMS_WG, KEPT_IN_WORKGROUP: inWorkgroup, KEPT_SLOTS: inWorkgroup ? this.spec.maxKeep : 1 },
+    };
+  }
+
+  /**
+   * Kept boxes in workgroup memory when they fit the device (maxKeep * 20 bytes beside the block's
+   * 128 * 44), under the context's kernel tiers; read through `keep` otherwise (any maxKeep).
+   */
+  private variant(): NmsVariant {
+    const fits = this.spec.maxKeep * 20 + NMS_WG * 44 + 16 <= this.ctx.device.limits.maxComputeWorkgroupStorageSize;
+    if (!fits) return 'storage';
+    return this.ctx.tieredVariant<NmsVariant>('workgroup', 'storage', (v) => [this.kernelSpec(v)]);
   }
 
   /** Records the NMS into `rec`; `n`: entries in `order` (the most candidates there can be). */
@@ -123,7 +144,7 @@ export class GreedyNms {
     if (buffers.keep === buffers.keepCount || inputs.includes(buffers.keep) || inputs.includes(buffers.keepCount)) {
       throw new Error(`${label}: keep and keepCount must be two buffers of their own, not inputs`);
     }
-    const kernel = ctx.kernel({ source, label, consts: { KEEP_CAP: spec.maxKeep } });
+    const kernel = ctx.kernel(this.kernelSpec(this.variant()));
     const trickMax = spec.coordinateTrickMaxCount ?? 0;
     rec.record(Dispatch.create(
       ctx,

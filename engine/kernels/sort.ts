@@ -21,11 +21,16 @@
 // best K (k rounded up to a power of two), then log2(n / 2048) rounds of pairwise merges keep
 // the best K of each pair: n log2(2048)^2 / 4 + (n / 2048) K log2(K) work, 2 + ceil(log2(n / 2048))
 // dispatches (9 for the RPN's k = 1000 of 201,600).
+//
+// Under the context's kernel tiers (engine/tiers.ts) a first run takes QUICK_SORT_TILE (64
+// elements) until the tuned tile's kernels are compiled: same network, more global passes, and
+// TopK by a full sort (K > 64); identical outputs (only compares).
 
 import common from '../../shaders/sort_common.wgsl';
 import sortBody from '../../shaders/sort.wgsl';
 import topkBody from '../../shaders/sort_topk.wgsl';
-import type { GpuContext, Kernel } from '../gpu.ts';
+import type { GpuContext, Kernel, KernelSpec } from '../gpu.ts';
+import { QUICK_SORT_TILE } from '../tiers.ts';
 import type { Tensor } from '../planner.ts';
 import type { Recorder } from '../recorder.ts';
 import { Dispatch } from './dispatch.ts';
@@ -100,13 +105,34 @@ export interface SortOptions {
 
 export const nextPow2 = (n: number): number => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
 
-/** Tile size and workgroup size that fit this device's workgroup limits. */
-function tiling(ctx: GpuContext): { block: number; wg: number } {
+/** A sort tile: elements sorted in workgroup memory, and the invocations that sort them. */
+export interface SortTile {
+  block: number;
+  wg: number;
+}
+
+/** The tuned tile: the largest of up to 2048 elements that fits this device's workgroup limits. */
+function tunedTile(ctx: GpuContext): SortTile {
   const limits = ctx.device.limits;
   let block = 2048;
   while (block * 8 > limits.maxComputeWorkgroupStorageSize) block /= 2;
   const wg = Math.min(256, block / 2, limits.maxComputeInvocationsPerWorkgroup);
   return { block, wg };
+}
+
+/** The quick stand-in (engine/tiers.ts), never larger than the tuned tile. */
+function quickTile(tuned: SortTile): SortTile {
+  return { block: Math.min(QUICK_SORT_TILE.block, tuned.block), wg: Math.min(QUICK_SORT_TILE.wg, tuned.wg) };
+}
+
+function sortSpec(label: string, entryPoint: string, tile: SortTile): KernelSpec {
+  return { source: SORT_SOURCE, label: `${label}.${entryPoint}`, entryPoint, consts: { WG: tile.wg, BLOCK: tile.block } };
+}
+
+/** The kernels a sort of up to `padded` elements dispatches with `tile`. */
+function sortSpecs(label: string, padded: number, tile: SortTile): KernelSpec[] {
+  const entries = padded > tile.block ? ['local_sort', 'global_step', 'local_merge', 'emit'] : ['local_sort', 'emit'];
+  return entries.map((e) => sortSpec(label, e, tile));
 }
 
 /** Small buffers bound where an optional input or output is absent (the bind group needs one). */
@@ -156,27 +182,34 @@ function checkOptions(label: string, maxN: number, options: SortOptions): { n: n
 
 export class SortDescending {
   readonly padded: number;
-  private readonly block: number;
-  private readonly wg: number;
+  /** The tile: the tuned one, or under the context's kernel tiers its quick stand-in (engine/tiers.ts). */
+  readonly tile: SortTile;
   private readonly scratch: GPUBuffer;
   private readonly none: Placeholders;
 
+  /** `tile` overrides the context's choice (TopK's fallback passes its own). */
   constructor(
     private readonly ctx: GpuContext,
     readonly maxN: number,
     readonly label = 'sort',
+    tile?: SortTile,
   ) {
     if (!Number.isInteger(maxN) || maxN < 1 || maxN > MAX_SORT_ELEMENTS) {
       throw new Error(`${label}: maxN = ${maxN} must be an integer in [1, ${MAX_SORT_ELEMENTS}]`);
     }
-    ({ block: this.block, wg: this.wg } = tiling(ctx));
     this.padded = nextPow2(maxN);
+    const tuned = tunedTile(ctx);
+    this.tile = tile ?? ctx.tieredVariant(tuned, quickTile(tuned), (t) => sortSpecs(label, this.padded, t));
     this.scratch = ctx.createBuffer(`${label}.scratch`, this.padded * 8);
     this.none = new Placeholders(ctx, label);
   }
 
+  private get wg(): number {
+    return this.tile.wg;
+  }
+
   private kernel(entryPoint: string): Kernel {
-    return this.ctx.kernel({ source: SORT_SOURCE, label: `${this.label}.${entryPoint}`, entryPoint, consts: { WG: this.wg, BLOCK: this.block } });
+    return this.ctx.kernel(sortSpec(this.label, entryPoint, this.tile));
   }
 
   /** Records the sort of `io.keys` (see SortTensors) into `rec`. */
@@ -201,7 +234,7 @@ export class SortDescending {
     }
     checkDistinct(label, buffers);
     const padded = nextPow2(n);
-    const block = Math.min(padded, this.block);
+    const block = Math.min(padded, this.tile.block);
     const base = {
       n,
       in_offset: inOffset,
@@ -256,8 +289,8 @@ export type TopKTensors = Omit<SortTensors, 'valid'>;
  */
 export class TopK {
   readonly run: number;
-  private readonly block: number;
-  private readonly wg: number;
+  /** The tile: tuned, or the quick stand-in (a full sort when K exceeds it). */
+  readonly tile: SortTile;
   private readonly ping?: GPUBuffer;
   private readonly pong?: GPUBuffer;
   private readonly fullSort?: SortDescending;
@@ -273,11 +306,12 @@ export class TopK {
       throw new Error(`${label}: maxN = ${maxN} must be an integer in [1, ${MAX_SORT_ELEMENTS}]`);
     }
     if (!Number.isInteger(k) || k < 1) throw new Error(`${label}: k = ${k} must be a positive integer`);
-    ({ block: this.block, wg: this.wg } = tiling(ctx));
     this.run = nextPow2(k);
+    const tuned = tunedTile(ctx);
+    this.tile = ctx.tieredVariant(tuned, quickTile(tuned), (t) => this.specs(t));
     this.none = new Placeholders(ctx, label);
-    if (this.run > this.block) {
-      this.fullSort = new SortDescending(ctx, maxN, `${label}.sort`);
+    if (this.run > this.tile.block) {
+      this.fullSort = new SortDescending(ctx, maxN, `${label}.sort`, this.tile);
     } else {
       const runs = Math.ceil(maxN / this.firstBlock(maxN));
       this.ping = ctx.createBuffer(`${label}.ping`, runs * this.run * 8);
@@ -286,12 +320,27 @@ export class TopK {
   }
 
   /** Inputs per topk_first tile: a whole tile, but no more than n needs, and at least K. */
-  private firstBlock(n: number): number {
-    return Math.max(this.run, Math.min(this.block, nextPow2(n)));
+  private firstBlock(n: number, tile = this.tile): number {
+    return Math.max(this.run, Math.min(tile.block, nextPow2(n)));
+  }
+
+  private get wg(): number {
+    return this.tile.wg;
+  }
+
+  private topkSpec(entryPoint: string, tile: SortTile): KernelSpec {
+    return { source: TOPK_SOURCE, label: `${this.label}.${entryPoint}`, entryPoint, consts: { WG: tile.wg, BLOCK: tile.block } };
+  }
+
+  /** The kernels the selection dispatches with `tile` (a full sort's when K exceeds the tile). */
+  private specs(tile: SortTile): KernelSpec[] {
+    if (this.run > tile.block) return sortSpecs(`${this.label}.sort`, nextPow2(this.maxN), tile);
+    const merges = Math.ceil(this.maxN / this.firstBlock(this.maxN, tile)) > 1;
+    return (merges ? ['topk_first', 'topk_merge', 'topk_emit'] : ['topk_first', 'topk_emit']).map((e) => this.topkSpec(e, tile));
   }
 
   private kernel(entryPoint: string): Kernel {
-    return this.ctx.kernel({ source: TOPK_SOURCE, label: `${this.label}.${entryPoint}`, entryPoint, consts: { WG: this.wg, BLOCK: this.block } });
+    return this.ctx.kernel(this.topkSpec(entryPoint, this.tile));
   }
 
   /** Records the selection into `rec`: min(k, n) outputs (options.outLimit is ignored: k is the limit). */
