@@ -1,14 +1,17 @@
 // Time to first result: cold (empty caches) against warm, for the command line (process to
 // process), the library (in one process) and the demo (headless Chromium), plus what the driver
-// spends compiling each kernel family. Cold = a fresh XDG_CACHE_HOME (Mesa's shader cache,
+// spends compiling each kernel family, in Node ('kernels') and in Chromium ('browser-kernels'). Cold = a fresh XDG_CACHE_HOME (Mesa's shader cache,
 // maskgpu's kernel record and tile cache all live there) and, for Chromium, a fresh profile.
 //
-//   npm run bench:coldstart [-- --parts cli,library,demo,kernels] [--model bundled|r50] [--repeats 3]
-//                           [--baseline] [--min-size N --max-size N] [--json FILE]
+//   npm run bench:coldstart [-- --parts cli,library,demo,kernels,browser-kernels] [--model bundled|r50]
+//                           [--repeats 3] [--baseline] [--min-size N --max-size N] [--json FILE]
+//                           [--adapter gles|swiftshader]
 //
 // --model r50: the full ResNet-50-FPN structure (seeded random weights, 91 classes, written to a
 // temporary file) at --min-size 320 --max-size 512 unless given. --baseline also times the
 // previous behaviour, `--kernels tuned` (the tuned kernels compiled at first use), cold and warm.
+// --adapter: Chromium's WebGPU adapter for the demo and browser-kernels parts (tests/browser.ts):
+// 'gles' (default; ANGLE -> Vulkan -> lavapipe, compatibility mode) or 'swiftshader'.
 // Benchmarks, not tests: nothing fails on a number. Run it on a quiet machine.
 
 import { spawn } from 'node:child_process';
@@ -25,8 +28,10 @@ import { serializeSafetensors } from '../weights-loader/safetensors.ts';
 import { syntheticMaskRCNNFile } from '../tests/synthetic-model.ts';
 import { median } from './timing.ts';
 
-const USAGE = `usage: npm run bench:coldstart [-- --parts cli,library,demo,kernels] [--model bundled|r50] [--repeats 3]
-                                [--baseline] [--min-size N --max-size N] [--json FILE]   (see the header of bench/coldstart.ts)`;
+const PARTS = ['cli', 'library', 'demo', 'kernels', 'browser-kernels'];
+const USAGE = `usage: npm run bench:coldstart [-- --parts ${PARTS.join(',')}] [--model bundled|r50] [--repeats 3]
+                                [--baseline] [--min-size N --max-size N] [--json FILE] [--adapter gles|swiftshader]
+                                (see the header of bench/coldstart.ts)`;
 const { values: opt } = parseScriptArgs({
   command: 'npm run bench:coldstart --',
   usage: USAGE,
@@ -38,8 +43,10 @@ const { values: opt } = parseScriptArgs({
     'min-size': { type: 'number', integer: true, min: 1 },
     'max-size': { type: 'number', integer: true, min: 1 },
     json: { type: 'string' },
+    adapter: { type: 'string', choices: ['gles', 'swiftshader'], default: 'gles' },
     // Internal: the in-process measurements run in a child with the cold environment.
-    child: { type: 'string', choices: ['library', 'kernels'] },
+    child: { type: 'string', choices: ['library', 'kernels', 'specs'] },
+    'specs-out': { type: 'string' },
     weights: { type: 'string' },
     image: { type: 'string' },
     tiers: { type: 'string', choices: ['tiered', 'tuned', 'quick'] },
@@ -47,6 +54,8 @@ const { values: opt } = parseScriptArgs({
 });
 
 const BIN = 'bin/maskgpu.mjs';
+const adapter = opt.adapter as 'gles' | 'swiftshader';
+const ADAPTER_NAMES = { gles: 'gles adapter: ANGLE -> Vulkan -> lavapipe', swiftshader: 'SwiftShader adapter' };
 const LOADER = ['--import', './tools/register.mjs'];
 const r0 = (x: number) => Math.round(x);
 
@@ -56,7 +65,7 @@ if (opt.child) {
 }
 
 const parts = new Set(opt.parts.split(',').map((s) => s.trim()));
-for (const p of parts) if (!['cli', 'library', 'demo', 'kernels'].includes(p)) throw new Error(`--parts: unknown part '${p}' (cli, library, demo, kernels)`);
+for (const p of parts) if (!PARTS.includes(p)) throw new Error(`--parts: unknown part '${p}' (${PARTS.join(', ')})`);
 const work = mkdtempSync(join(tmpdir(), 'maskgpu-coldstart-'));
 const sizes = opt.model === 'r50' ? { min: opt['min-size'] ?? 320, max: opt['max-size'] ?? 512 } : { min: opt['min-size'], max: opt['max-size'] };
 const image = opt.model === 'r50' ? 'models/samples/shapes_1.png' : 'models/samples/shapes_2.png';
@@ -79,6 +88,7 @@ try {
   if (parts.has('library')) results.library = await libraryPart();
   if (parts.has('demo')) results.demo = await demoPart();
   if (parts.has('kernels')) results.kernels = await kernelsPart();
+  if (parts.has('browser-kernels')) results.browserKernels = await browserKernelsPart();
 } finally {
   rmSync(work, { recursive: true, force: true });
 }
@@ -172,7 +182,7 @@ async function libraryPart() {
 }
 
 async function demoPart() {
-  console.log('\n== demo page in headless Chromium (gles adapter: ANGLE -> Vulkan -> lavapipe) ==');
+  console.log(`\n== demo page in headless Chromium (${ADAPTER_NAMES[adapter]}) ==`);
   if (opt.model !== 'bundled') {
     console.log('(the demo runs the bundled model only: skipped)');
     return null;
@@ -192,12 +202,12 @@ async function demoRuns(server: string, kernels: string) {
   const { BROWSER_ADAPTERS, launchChromium } = await import('../tests/browser.ts');
   const cache = freshCache();
   const profile = mkdtempSync(join(work, 'chromium-'));
-  const url = `${server}?featureLevel=compatibility&sample=shapes_2&kernels=${kernels}`;
+  const url = `${server}?${adapter === 'gles' ? 'featureLevel=compatibility&' : ''}sample=shapes_2&kernels=${kernels}`;
   console.log(`-- ?kernels=${kernels}`);
   const timeFirst = async () => {
     const previous = process.env.XDG_CACHE_HOME;
     process.env.XDG_CACHE_HOME = cache; // the GPU process's Mesa cache
-    const browser = await launchChromium([...BROWSER_ADAPTERS.gles.args, `--user-data-dir=${profile}`]);
+    const browser = await launchChromium([...BROWSER_ADAPTERS[adapter].args, `--user-data-dir=${profile}`]);
     process.env.XDG_CACHE_HOME = previous;
     try {
       const tab = await browser.newPage();
@@ -236,19 +246,61 @@ async function kernelsPart() {
     });
     if (r.code !== 0) throw new Error(`kernels child failed: ${r.err}`);
     const rows = JSON.parse(r.out.trim().split('\n').pop()!) as Array<{ family: string; label: string; ms: number }>;
-    const families = new Map<string, { n: number; ms: number }>();
-    for (const row of rows) {
-      const f = families.get(row.family) ?? { n: 0, ms: 0 };
-      f.n++;
-      f.ms += row.ms;
-      families.set(row.family, f);
-    }
-    const total = rows.reduce((s, x) => s + x.ms, 0);
-    console.log(`-- plan with ${tiers} kernels: ${rows.length} pipelines, ${(total / 1000).toFixed(1)} s of compiling in all`);
-    for (const [name, f] of [...families].sort((a, b) => b[1].ms - a[1].ms)) console.log(`  ${name.padEnd(34)} ${String(f.n).padStart(3)} x  ${(f.ms / 1000).toFixed(2).padStart(6)} s  (${r0(f.ms / f.n)} ms each)`);
-    out[tiers] = { total, rows };
+    printFamilies(`plan with ${tiers} kernels`, rows);
+    out[tiers] = { total: rows.reduce((s, x) => s + x.ms, 0), rows };
   }
   return out;
+}
+
+async function browserKernelsPart() {
+  console.log(`\n== driver compile time per kernel in headless Chromium (${ADAPTER_NAMES[adapter]}; empty caches, each kernel compiled alone) ==`);
+  if (opt.model !== 'bundled') console.log('(kernels of the r50 plan)');
+  const { build } = await import('esbuild');
+  const { BROWSER_ADAPTERS, launchChromium, serve } = await import('../tests/browser.ts');
+  const page = await build({ entryPoints: ['bench/compile-page.ts'], bundle: true, format: 'esm', platform: 'browser', write: false, loader: { '.wgsl': 'text' }, logLevel: 'warning' });
+  const out: Record<string, unknown> = {};
+  for (const tiers of ['quick', 'tuned'] as const) {
+    const specsFile = join(work, `specs-${tiers}.json`);
+    const r = await exec(process.execPath, [...LOADER, 'bench/coldstart.ts', '--child', 'specs', '--specs-out', specsFile, '--image', image, '--tiers', tiers, ...(weights ? ['--weights', weights] : []), ...sizeArgs], {});
+    if (r.code !== 0) throw new Error(`specs child failed: ${r.err}`);
+    const server = await serve({
+      '/': ['text/html; charset=utf-8', '<!doctype html><script type="module" src="/page.js"></script>'],
+      '/page.js': ['text/javascript', page.outputFiles[0].text],
+      '/specs.json': ['application/json', readFileSync(specsFile, 'utf8')],
+    });
+    const previous = process.env.XDG_CACHE_HOME;
+    process.env.XDG_CACHE_HOME = freshCache();
+    const browser = await launchChromium([...BROWSER_ADAPTERS[adapter].args, `--user-data-dir=${mkdtempSync(join(work, 'chromium-'))}`]);
+    process.env.XDG_CACHE_HOME = previous;
+    try {
+      const tab = await browser.newPage();
+      await tab.goto(`${server.url}/${adapter === 'gles' ? '?featureLevel=compatibility' : ''}`);
+      await tab.waitForFunction(() => !!window.compileTimes, { timeout: 600_000, polling: 100 });
+      const result = await tab.evaluate(() => window.compileTimes!);
+      if ('error' in result) throw new Error(`compile page: ${result.error}`);
+      const specs = JSON.parse(readFileSync(specsFile, 'utf8')) as KernelSpec[];
+      const rows = result.rows.map((row, i) => ({ family: family(specs[i]), label: row.label, ms: row.ms }));
+      printFamilies(`plan with ${tiers} kernels`, rows);
+      out[tiers] = { total: rows.reduce((s, x) => s + x.ms, 0), rows };
+    } finally {
+      await browser.close();
+      await server.close();
+    }
+  }
+  return out;
+}
+
+function printFamilies(what: string, rows: Array<{ family: string; ms: number }>): void {
+  const families = new Map<string, { n: number; ms: number }>();
+  for (const row of rows) {
+    const f = families.get(row.family) ?? { n: 0, ms: 0 };
+    f.n++;
+    f.ms += row.ms;
+    families.set(row.family, f);
+  }
+  const total = rows.reduce((s, x) => s + x.ms, 0);
+  console.log(`-- ${what}: ${rows.length} pipelines, ${(total / 1000).toFixed(1)} s of compiling in all`);
+  for (const [name, f] of [...families].sort((a, b) => b[1].ms - a[1].ms)) console.log(`  ${name.padEnd(34)} ${String(f.n).padStart(3)} x  ${(f.ms / 1000).toFixed(2).padStart(6)} s  (${r0(f.ms / f.n)} ms each)`);
 }
 
 // ---- children (run in the cold environment their parent set up) ------------------------------
@@ -290,10 +342,15 @@ async function child(kind: string) {
     return;
   }
   // kernels: the plan's pipelines are created (not compiled: lavapipe compiles at first dispatch),
-  // then each is compiled alone on a second device and timed.
+  // then each is compiled alone on a second device and timed. specs: the same plan's kernel specs
+  // written to --specs-out, for the browser.
   const { ctx, model } = await loadModel(tiers);
   await model.prepare(img.height, img.width);
   const specs = ctx.kernelSpecs();
+  if (kind === 'specs') {
+    writeFileSync(opt['specs-out']!, JSON.stringify(specs));
+    return;
+  }
   const target = await GpuContext.create();
   const rows: Array<{ family: string; label: string; ms: number }> = [];
   for (const spec of specs) {
@@ -311,7 +368,7 @@ function family(spec: KernelSpec): string {
   const shader = shaders.find((s) => spec.source === s.text || spec.source.endsWith(s.text.slice(-2000)))?.name ?? spec.label;
   const c = spec.consts ?? {};
   if (shader === 'conv2d') {
-    const kind = Number(c.SHUFFLE) > 1 ? 'transposed' : `${c.KH}x${c.KW}`;
+    const kind = c.DYNAMIC_TAPS ? 'any kernel (taps from params)' : Number(c.SHUFFLE) > 1 ? 'transposed' : `${c.KH}x${c.KW}`;
     return `conv2d ${kind}, tile ${c.TM}x${c.TN}`;
   }
   if (shader === 'matmul') return `matmul, tile ${c.TM}x${c.TN}`;

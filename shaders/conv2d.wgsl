@@ -35,6 +35,10 @@ const VEC_N: bool = false;
 // ReLU, 1 residual, 2 half-size residual, 3 GPU batch limit), so one compiled variant serves every
 // layer of a kernel size. Off (the tuned kernels), has_flag() folds to the constant.
 const DYNAMIC_EPILOGUE: bool = false;
+// The quick tier also reads the kernel size and the pixel shuffle from params (kh, kw, shuffle)
+// and tests the border on every tap: one compiled variant serves every conv and transposed conv
+// of a plan (the tap loops no longer unroll; same products summed in the same order).
+const DYNAMIC_TAPS: bool = false;
 
 // The weights' storage type; conv2d.ts rewrites it to vec4<f16> (and enables f16) for f16 weights.
 alias WeightVec = vec4<f32>;
@@ -56,6 +60,9 @@ struct Params {
   dil_h: u32,
   dil_w: u32,
   flags: u32,  // DYNAMIC_EPILOGUE only
+  kh: u32,     // DYNAMIC_TAPS only (else KH, KW, SHUFFLE)
+  kw: u32,
+  shuffle: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -164,10 +171,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
     w_col[q] = min(m0 / 4u + q, m4_total - 1u);
   }
   let lane0 = m0 % 4u; // TM < 4: first row's component in its vector
+  let kh = select(KH, params.kh, DYNAMIC_TAPS);
+  let kw = select(KW, params.kw, DYNAMIC_TAPS);
+  let shuffle = select(SHUFFLE, params.shuffle, DYNAMIC_TAPS);
 
   var acc = array<array<f32, TN>, TM>();
-  for (var ky = 0u; ky < KH; ky++) {
-    for (var kx = 0u; kx < KW; kx++) {
+  for (var ky = 0u; ky < kh; ky++) {
+    for (var kx = 0u; kx < kw; kx++) {
       // Decide each pixel's tap once: its offset into channel 0, and a mask that zeroes it
       // outside the input (a bitwise AND is cheaper than a compare per load, and NaN-safe).
       var offset: array<u32, TN>;
@@ -176,7 +186,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
         let iy = i32(pix_y[j] * params.stride_h + ky * params.dil_h) - i32(params.pad_h);
         let ix = i32(pix_x[j] * params.stride_w + kx * params.dil_w) - i32(params.pad_w);
         let base = pix_b[j] * cin * hw;
-        if (PADDED) {
+        if (PADDED || DYNAMIC_TAPS) {
           let inside = iy >= 0 && iy < i32(params.h) && ix >= 0 && ix < i32(params.w);
           keep[j] = select(0u, 0xffffffffu, inside);
           offset[j] = base + u32(clamp(iy, 0, i32(params.h) - 1)) * params.w + u32(clamp(ix, 0, i32(params.w) - 1));
@@ -185,7 +195,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
           offset[j] = base + u32(iy) * params.w + u32(ix);
         }
       }
-      let k_tap = (ky * KW + kx) * cin;
+      let k_tap = (ky * kw + kx) * cin;
       for (var ci = 0u; ci < cin; ci++) {
         let x = load_pixels(offset, keep, ci * hw);
         let w = load_weights(w_col, lane0, (k_tap + ci) * m4_total);
@@ -198,7 +208,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
     }
   }
 
-  let out_channels = m_total / (SHUFFLE * SHUFFLE);
+  let out_channels = m_total / (shuffle * shuffle);
   for (var j = 0u; j < TN; j++) {
     if (n0 + j >= n_total) {
       break;
@@ -213,17 +223,17 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
       }
       var out_index: u32;
       var o: u32;
-      if (SHUFFLE == 1u) {
+      if (shuffle == 1u) {
         o = m;
         out_index = ((bj * m_total + m) * params.oh + y) * params.ow + x;
       } else {
         // Row m = (o, ky, kx): pixel (y, x) of the input lands on (y * S + ky, x * S + kx).
-        o = m / (SHUFFLE * SHUFFLE);
-        let tap = m - o * SHUFFLE * SHUFFLE;
-        let sy = y * SHUFFLE + tap / SHUFFLE;
-        let sx = x * SHUFFLE + tap % SHUFFLE;
-        let out_w = params.ow * SHUFFLE;
-        out_index = ((bj * out_channels + o) * params.oh * SHUFFLE + sy) * out_w + sx;
+        o = m / (shuffle * shuffle);
+        let tap = m - o * shuffle * shuffle;
+        let sy = y * shuffle + tap / shuffle;
+        let sx = x * shuffle + tap % shuffle;
+        let out_w = params.ow * shuffle;
+        out_index = ((bj * out_channels + o) * params.oh * shuffle + sy) * out_w + sx;
       }
       var v = acc[i][j] + bias[o];
       if (has_flag(4u, RESIDUAL_HALF)) {

@@ -14,11 +14,15 @@ const TRANS_B: bool = false;
 const BIAS: bool = false;
 const RELU: bool = false;
 const VEC_B: bool = false;
+// The quick tier (engine/tiers.ts): ReLU from params.flags bit 0 instead of RELU, so one compiled
+// variant serves the layers with and without it.
+const DYNAMIC_RELU: bool = false;
 
 struct Params {
   m: u32,
   n: u32,
   k: u32,
+  flags: u32, // DYNAMIC_RELU only
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -89,7 +93,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
       if (BIAS) {
         v += bias[n];
       }
-      if (RELU) {
+      if (select(RELU, (params.flags & 1u) != 0u, DYNAMIC_RELU)) {
         v = max(v, 0.0);
       }
       c[m * n_total + n] = v;

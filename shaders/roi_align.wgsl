@@ -16,11 +16,9 @@
 // contract a*b+c into an FMA nor re-associate the sums.
 
 const WG: u32 = 64u;
-const POOLED: u32 = 7u;
 const SAMPLING: u32 = 2u;
 const CHANNEL_BLOCK: u32 = 16u;
 
-const BINS: u32 = POOLED * POOLED;
 const SAMPLES: u32 = SAMPLING * SAMPLING;
 const COUNT_IS_POW2: bool = (SAMPLES & (SAMPLES - 1u)) == 0u;
 const NO_LEVEL: u32 = 0xffffffffu;
@@ -39,6 +37,7 @@ struct Params {
   area_min_3: f32,
   zero: u32,           // always 0 (see `separate`)
   row_pitch: u32,
+  pooled: u32,         // output size P (a uniform: the box and mask heads share one pipeline)
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -109,17 +108,19 @@ fn sample_taps(y_in: f32, x_in: f32) -> Taps {
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   let index = gid.y * params.row_pitch + gid.x;
-  let per_roi = params.channel_blocks * BINS;
+  let pooled = params.pooled;
+  let bins = pooled * pooled;
+  let per_roi = params.channel_blocks * bins;
   if (index >= params.max_rois * per_roi) {
     return;
   }
   let roi = index / per_roi;
   let r = index - roi * per_roi;
-  let block = r / BINS;
-  let bin = r - block * BINS;
+  let block = r / bins;
+  let bin = r - block * bins;
   let c_begin = block * CHANNEL_BLOCK;
   let c_end = min(c_begin + CHANNEL_BLOCK, params.channels);
-  let out_base = roi * params.channels * BINS + bin;
+  let out_base = roi * params.channels * bins + bin;
 
   var box = vec4f(0.0);
   var level = NO_LEVEL;
@@ -130,7 +131,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   if (level == NO_LEVEL) {
     if (params.level == 0u) {
       for (var c = c_begin; c < c_end; c++) {
-        output[out_base + c * BINS] = 0.0;
+        output[out_base + c * bins] = 0.0;
       }
     }
     return;
@@ -151,10 +152,10 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   if (roi_h < 1.0) {
     roi_h = 1.0;
   }
-  let bin_h = div_rn(roi_h, f32(POOLED));
-  let bin_w = div_rn(roi_w, f32(POOLED));
-  let ph = bin / POOLED;
-  let pw = bin - ph * POOLED;
+  let bin_h = div_rn(roi_h, f32(pooled));
+  let bin_w = div_rn(roi_w, f32(pooled));
+  let ph = bin / pooled;
+  let pw = bin - ph * pooled;
   let y_base = start_h + separate(f32(ph) * bin_h);
   let x_base = start_w + separate(f32(pw) * bin_w);
 
@@ -182,6 +183,6 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
     } else {
       value = div_rn(acc, f32(SAMPLES));
     }
-    output[out_base + c * BINS] = value;
+    output[out_base + c * bins] = value;
   }
 }

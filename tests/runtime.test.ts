@@ -31,10 +31,11 @@ wgsl('bindings and the Params struct are read from conv2d.wgsl', () => {
     ['0:params:uniform', '1:input:read-only-storage', '2:weight:read-only-storage', '3:bias:read-only-storage', '4:residual:read-only-storage', '5:output:storage', '6:batch_limit:read-only-storage'],
   );
   const layout = parseUniformStruct(conv2dSource, 'Params');
-  assert.equal(layout.fields.length, 14);
-  assert.equal(layout.byteSize, 64);
+  assert.equal(layout.fields.length, 17);
+  assert.equal(layout.byteSize, 80);
   assert.equal(layout.fields[12], { name: 'dil_w', type: 'u32', offset: 48 });
   assert.equal(layout.fields[13], { name: 'flags', type: 'u32', offset: 52 });
+  assert.equal(layout.fields[16], { name: 'shuffle', type: 'u32', offset: 64 });
 });
 wgsl('packUniforms packs by name and refuses missing, extra or out-of-range fields', () => {
   const layout = parseUniformStruct('struct P { a: u32, b: f32, c: i32, }', 'P');

@@ -97,7 +97,8 @@ export function epilogueFlags(e: { RELU: boolean; RESIDUAL: boolean; RESIDUAL_HA
 
 /**
  * conv2d.wgsl's constants for a tile. The quick stand-in (QUICK_CONV_TILE, engine/tiers.ts) reads
- * its epilogue from params.flags and takes no vec4 pixel loads: one variant per kernel shape.
+ * its epilogue from params.flags and its kernel size and pixel shuffle from params (DYNAMIC_TAPS),
+ * and takes no vec4 pixel loads: one variant for every conv of a plan.
  */
 export function conv2dConsts(
   tile: ConvTile,
@@ -110,9 +111,10 @@ export function conv2dConsts(
     TN: tile.tn,
     WG_X: tile.wgX,
     WG_Y: tile.wgY,
-    ...shape,
-    ...(quick ? { RELU: false, RESIDUAL: false, RESIDUAL_HALF: false, DYNAMIC_BATCH: false, VEC_N: false } : epilogue),
+    ...(quick ? { KH: 1, KW: 1, PADDED: true, SHUFFLE: 1, VEC_N: false } : shape),
+    ...(quick ? { RELU: false, RESIDUAL: false, RESIDUAL_HALF: false, DYNAMIC_BATCH: false } : epilogue),
     DYNAMIC_EPILOGUE: quick,
+    DYNAMIC_TAPS: quick,
   };
 }
 
@@ -222,6 +224,9 @@ export class Conv2d {
         dil_h: this.dilation[0],
         dil_w: this.dilation[1],
         flags: epilogueFlags(epilogue),
+        kh,
+        kw,
+        shuffle: 1,
       },
       {
         input: x,

@@ -80,7 +80,7 @@ export class ConvTranspose2d {
     return Dispatch.create(
       this.ctx,
       kernel,
-      { batch: input.batch, cin: spec.cin, h: input.h, w: input.w, cout: rows, oh: input.h, ow: input.w, stride_h: 1, stride_w: 1, pad_h: 0, pad_w: 0, dil_h: 1, dil_w: 1, flags: epilogueFlags(epilogue) },
+      { batch: input.batch, cin: spec.cin, h: input.h, w: input.w, cout: rows, oh: input.h, ow: input.w, stride_h: 1, stride_w: 1, pad_h: 0, pad_w: 0, dil_h: 1, dil_w: 1, flags: epilogueFlags(epilogue), kh: 1, kw: 1, shuffle: spec.scale },
       { input: x, weight: this.weight, bias: this.bias, residual: this.ctx.unusedBinding, output: y, batch_limit: batchLimit ?? this.ctx.unusedBinding },
       [ceilDiv(n, tile.tn * tile.wgX), ceilDiv(rows, tile.tm * tile.wgY)],
       this.label,

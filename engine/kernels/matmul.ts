@@ -57,8 +57,9 @@ function matmulDispatch(
       WG_Y: tile.wgY,
       TRANS_B: !!spec.transB,
       BIAS: !!spec.bias,
-      RELU: !!spec.relu,
+      RELU: tile !== QUICK_MATMUL_TILE && !!spec.relu,
       VEC_B: !spec.transB && dims.n % 4 === 0 && tile.tn % 4 === 0,
+      DYNAMIC_RELU: tile === QUICK_MATMUL_TILE,
     },
   });
   // A tile given in the spec is used as is; the default may wait behind a quick stand-in (engine/tiers.ts).
@@ -66,7 +67,7 @@ function matmulDispatch(
   return Dispatch.create(
     ctx,
     kernel,
-    dims,
+    { ...dims, flags: spec.relu ? 1 : 0 },
     { a: buffers.a, b: buffers.b, c: buffers.c, bias: buffers.bias ?? ctx.unusedBinding },
     [ceilDiv(dims.n, tile.tn * tile.wgX), ceilDiv(dims.m, tile.tm * tile.wgY)],
     label,

@@ -153,7 +153,7 @@ export class RoiAlignMultiLevel {
     const kernel = this.ctx.kernel({
       source,
       label,
-      consts: { POOLED: spec.outputSize, SAMPLING: this.samplingRatio, CHANNEL_BLOCK: this.channelsPerInvocation },
+      consts: { SAMPLING: this.samplingRatio, CHANNEL_BLOCK: this.channelsPerInvocation },
     });
     const channelBlocks = Math.ceil(spec.channels / this.channelsPerInvocation);
     const { grid, rowPitch } = elementGrid(this.ctx, spec.maxRois * channelBlocks * spec.outputSize * spec.outputSize, kernel.workgroup[0]);
@@ -169,6 +169,7 @@ export class RoiAlignMultiLevel {
           channel_blocks: channelBlocks,
           level: i,
           levels: levels.length,
+          pooled: spec.outputSize,
           height: level.h,
           width: level.w,
           spatial_scale: scales[i],
