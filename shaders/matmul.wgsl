@@ -23,6 +23,11 @@ struct Params {
   n: u32,
   k: u32,
   flags: u32, // DYNAMIC_RELU only
+  // Batched GEMM (workgroup z = batch entry): element offsets between consecutive A, B and C
+  // matrices (0 for a single product). Winograd convs run their transform positions so.
+  batch_a: u32,
+  batch_b: u32,
+  batch_c: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -42,15 +47,18 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   if (n0 >= n_total || m0 >= m_total) {
     return;
   }
+  let a0 = wid.z * params.batch_a;
+  let b0 = wid.z * params.batch_b;
+  let c0 = wid.z * params.batch_c;
   // Rows/columns past the edge are clamped (computed, not stored) so the k loop has no tests.
   var a_row: array<u32, TM>;
   for (var i = 0u; i < TM; i++) {
-    a_row[i] = min(m0 + i, m_total - 1u) * k_total;
+    a_row[i] = a0 + min(m0 + i, m_total - 1u) * k_total;
   }
   var b_col: array<u32, TN>;
   for (var j = 0u; j < TN; j++) {
     let n = min(n0 + j, n_total - 1u);
-    b_col[j] = select(n, n * k_total, TRANS_B);
+    b_col[j] = b0 + select(n, n * k_total, TRANS_B);
   }
 
   var acc = array<array<f32, TN>, TM>();
@@ -96,7 +104,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
       if (select(RELU, (params.flags & 1u) != 0u, DYNAMIC_RELU)) {
         v = max(v, 0.0);
       }
-      c[m * n_total + n] = v;
+      c[c0 + m * n_total + n] = v;
     }
   }
 }

@@ -102,3 +102,42 @@ export function assertClose(got: ArrayLike<number>, want: ArrayLike<number>, tol
   console.log(`    ${c.report}`);
   return c;
 }
+
+/**
+ * Winograd F(m x m, 3 x 3) convolution against the float64 direct conv (tests/winograd.test.ts):
+ * |got - want| <= kappa * (cin + 8) * 2^-24 * S per output, S = sum |w x| + |bias| (+ |residual|)
+ * (tests/reference/winograd.ts). Why this form: the float32 sum over the cin input channels at
+ * each of the A*A transform positions is the only error that grows with the layer (cin terms, ~
+ * cin ulp at worst); the transforms add a fixed number of roundings (the + 8), and each rounding
+ * acts on the transformed values, whose magnitudes exceed S by the matrices' norms: at most
+ * (|A^T|_inf |G|_inf |B^T|_inf)^2 = (3 * 1.5 * 2)^2 = 81 for F(2,3) and (19 * 1 * 10)^2 = 36100 for
+ * F(4,3) in the worst case; on random data the measured worst is far below (printed by the test).
+ * kappa is set from the measured worst with a margin of 4x: on tests/winograd.test.ts's shapes the
+ * worst error was 0.44 (cin + 8) ulp of S for F(2,3) and 5.8 for F(4,3) (13x larger: its points
+ * +-2 and 1/24 weights), both at 5 input channels with padding 2, where few terms average out.
+ */
+export const WINOGRAD_TOLERANCE: Record<2 | 4, { name: string; kappa: number }> = {
+  2: { name: 'winogradF2', kappa: 2 },
+  4: { name: 'winogradF4', kappa: 24 },
+};
+
+/** Checks a Winograd result under WINOGRAD_TOLERANCE; returns the worst fraction of the bound used. */
+export function checkWinograd(got: ArrayLike<number>, want: ArrayLike<number>, scale: ArrayLike<number>, m: 2 | 4, cin: number, what: string): number {
+  const { name, kappa } = WINOGRAD_TOLERANCE[m];
+  if (got.length !== want.length || got.length !== scale.length) throw new Error(`${what}: ${got.length} values, expected ${want.length}`);
+  const unit = kappa * (cin + 8) * 2 ** -24;
+  let worst = 0;
+  let worstAt = -1;
+  for (let i = 0; i < got.length; i++) {
+    const err = Math.abs(got[i] - want[i]);
+    const fraction = Number.isNaN(err) ? Infinity : err / (unit * scale[i] || Number.MIN_VALUE);
+    if (fraction > worst) {
+      worst = fraction;
+      worstAt = i;
+    }
+  }
+  if (worst > 1) {
+    throw new Error(`${what}: ${name} exceeded at ${worstAt}: got ${got[worstAt]}, float64 ${want[worstAt]}, |error| ${Math.abs(got[worstAt] - want[worstAt]).toExponential(2)} > ${(unit * scale[worstAt]).toExponential(2)} (${(worst * 100).toFixed(0)} % of the bound)`);
+  }
+  return worst;
+}

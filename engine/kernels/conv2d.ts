@@ -10,7 +10,13 @@ import { GpuError, type GpuContext } from '../gpu.ts';
 import { nchw, sameRank, type Tensor } from '../planner.ts';
 import type { Recorder } from '../recorder.ts';
 import { floatToHalf } from '../../weights-loader/float16.ts';
-import { checkConvTile, convClass, type ConvTile } from './convTiling.ts';
+import { checkConvTile, convClass, DIRECT_FALLBACK_TILE, type ConvTile } from './convTiling.ts';
+import { matmulDispatch, matmulKernelSpec } from './matmul.ts';
+import { winogradChunk, winogradEligible, winogradTiles, winogradTransformSpecs, winogradWeights, type WinogradSize } from './winograd.ts';
+import type { KernelSpec } from '../gpu.ts';
+
+/** Most bytes each of a Winograd layer's scratch tensors (V and M) takes; larger layers go in chunks of tiles. */
+export const WINOGRAD_SCRATCH_BYTES = 32 * 2 ** 20;
 import { QUICK_CONV_TILE } from '../tiers.ts';
 import { ceilDiv, Dispatch } from './dispatch.ts';
 
@@ -33,6 +39,8 @@ export interface Conv2dSpec {
   residual?: boolean;
   /** Overrides the adapter's tile for this conv (tests, the tuner). */
   tile?: ConvTile;
+  /** Most bytes of each Winograd scratch tensor (default WINOGRAD_SCRATCH_BYTES): larger layers run in chunks of tiles. */
+  winogradScratchBytes?: number;
   precision?: ConvPrecision;
 }
 
@@ -118,6 +126,16 @@ export function conv2dConsts(
   };
 }
 
+type WinogradEpilogueFlags = { RELU: boolean; RESIDUAL: boolean; RESIDUAL_HALF: boolean; DYNAMIC_BATCH: boolean };
+/** A conv's buffers for one recording. */
+interface ConvIo {
+  x: GPUBuffer;
+  y: GPUBuffer;
+  residual?: GPUBuffer;
+  residualHalf: boolean;
+  batchLimit?: GPUBuffer;
+}
+
 export class Conv2d {
   readonly stride: [number, number];
   readonly padding: [number, number];
@@ -125,6 +143,10 @@ export class Conv2d {
   readonly precision: ConvPrecision;
   private readonly weight: GPUBuffer;
   private readonly bias: GPUBuffer;
+  /** torch-layout weights, kept while the layer may still need a Winograd transform of them. */
+  private readonly source?: Float32Array;
+  /** Winograd-transformed weights (winograd.ts), made at the first plan that runs the layer so. */
+  private readonly winogradWeight = new Map<WinogradSize, GPUBuffer>();
 
   /**
    * @param weight torch layout [Cout][Cin][KH][KW] (packed here, once)
@@ -146,6 +168,15 @@ export class Conv2d {
     if (bias && bias.length !== spec.cout) throw new Error(`${label}: bias has ${bias.length} values, expected ${spec.cout}`);
     this.weight = uploadConvWeight(ctx, `${label}.weight`, packConvWeight(weight, spec.cout, spec.cin, kh, kw), this.precision);
     this.bias = ctx.upload(`${label}.bias`, bias ?? new Float32Array(spec.cout));
+    if (this.winogradEligible) this.source = weight.slice();
+    if (spec.tile?.winograd && !this.winogradEligible) {
+      throw new Error(`${label}: tile ${JSON.stringify(spec.tile)} asks for Winograd, which needs a 3x3 kernel, stride 1, dilation 1 and f32 weights`);
+    }
+  }
+
+  /** 3x3, stride 1, dilation 1, f32 weights: the layer can run as Winograd (winograd.ts). */
+  get winogradEligible(): boolean {
+    return winogradEligible({ kernel: this.spec.kernel, stride: this.stride, dilation: this.dilation, precision: this.precision });
   }
 
   outputShape(input: ConvShape): ConvShape {
@@ -156,12 +187,16 @@ export class Conv2d {
     return { batch: input.batch, h: oh, w: ow };
   }
 
-  /** The tile this conv runs with for `input`: its own, else the adapter's for its class. */
+  /**
+   * The tile this conv runs with for `input`: its own, else the adapter's for its class (a
+   * Winograd tile only where the layer qualifies: f16 weights take the direct fallback).
+   */
   tileFor(input: ConvShape): ConvTile {
     if (this.spec.tile) return this.spec.tile;
     const out = this.outputShape(input);
     const [kh, kw] = this.spec.kernel;
-    return this.ctx.convTiling[convClass(this.spec.cin, kh, kw, out.batch * out.h * out.w)];
+    const tile = this.ctx.convTiling[convClass(this.spec.cin, kh, kw, out.batch * out.h * out.w, this.stride, this.dilation)];
+    return tile.winograd && !this.winogradEligible ? DIRECT_FALLBACK_TILE : tile;
   }
 
   /**
@@ -188,23 +223,78 @@ export class Conv2d {
     }
     const y = opts.output ?? rec.tensor(this.label, sameRank(x, batch, spec.cout, out.h, out.w));
     if (y.buffer.size < batch * spec.cout * out.h * out.w * 4) throw new Error(`${this.label}: output '${y.label}' is too small`);
-    rec.record(this.dispatch(input, out, x.buffer, y.buffer, opts.residual?.buffer ?? opts.residualHalf?.buffer, !!opts.residualHalf, opts.batchLimit?.buffer));
+    const io = { x: x.buffer, y: y.buffer, residual: opts.residual?.buffer ?? opts.residualHalf?.buffer, residualHalf: !!opts.residualHalf, batchLimit: opts.batchLimit?.buffer };
+    const epilogue = { RELU: !!spec.relu, RESIDUAL: !!spec.residual, RESIDUAL_HALF: io.residualHalf, DYNAMIC_BATCH: !!io.batchLimit };
+    // A tile given in the spec is used as is; the adapter's tile may wait behind a quick stand-in (engine/tiers.ts).
+    const specsFor = (tile: ConvTile) => this.kernelSpecs(tile, input, out, epilogue);
+    const tile = spec.tile ?? this.ctx.tieredVariant(this.tileFor(input), QUICK_CONV_TILE, specsFor);
+    if (tile.winograd) this.recordWinograd(rec, tile, tile.winograd, input, out, io, epilogue);
+    else rec.record(this.directDispatch(tile, specsFor(tile)[0], input, out, io));
     return y;
   }
 
-  private dispatch(input: ConvShape, out: ConvShape, x: GPUBuffer, y: GPUBuffer, residual: GPUBuffer | undefined, residualHalf: boolean, batchLimit: GPUBuffer | undefined): Dispatch {
+  /** What a tile dispatches: the direct conv, or Winograd's input transform, batched GEMM and output transform. */
+  private kernelSpecs(tile: ConvTile, input: ConvShape, out: ConvShape, epilogue: WinogradEpilogueFlags): KernelSpec[] {
+    if (tile.winograd) {
+      const t = winogradTransformSpecs(tile.winograd, epilogue, this.label);
+      return [t.input, matmulKernelSpec({}, { n: 4 }, tile, `${this.label}.winograd-gemm`), t.output];
+    }
+    const [kh, kw] = this.spec.kernel;
+    const pointwise = kh === 1 && kw === 1 && this.stride.every((s) => s === 1) && this.padding.every((p) => p === 0);
+    const padded = this.padding[0] > 0 || this.padding[1] > 0;
+    return [
+      {
+        source: conv2dSource(this.precision),
+        label: this.label,
+        consts: conv2dConsts(tile, { KH: kh, KW: kw, PADDED: padded, SHUFFLE: 1, VEC_N: pointwise && (out.h * out.w) % 4 === 0 && tile.tn % 4 === 0 }, epilogue),
+      },
+    ];
+  }
+
+  /**
+   * Winograd F(m, 3) (winograd.ts): per chunk of output tiles, the input transform writes V
+   * [A*A][Cin][chunk], matmul.wgsl runs the A*A products U[e] V[e] in one batched dispatch into M
+   * [A*A][Cout][chunk], and the output transform writes the outputs with the epilogue. V and M come
+   * from the plan's pool and go back to it at once.
+   */
+  private recordWinograd(rec: Recorder, tile: ConvTile, m: WinogradSize, input: ConvShape, out: ConvShape, io: ConvIo, epilogue: WinogradEpilogueFlags): void {
+    const { spec, ctx } = this;
+    const aa = (m + 2) ** 2;
+    const { tilesY, tilesX } = winogradTiles(out.h, out.w, m);
+    const tiles = input.batch * tilesY * tilesX;
+    const chunk = winogradChunk(m, spec.cin, spec.cout, tiles, Math.min(spec.winogradScratchBytes ?? WINOGRAD_SCRATCH_BYTES, ctx.device.limits.maxStorageBufferBindingSize));
+    const v = rec.tensor(`${this.label}.V`, [aa * spec.cin * chunk]);
+    const mm = rec.tensor(`${this.label}.M`, [aa * spec.cout * chunk]);
+    const t = winogradTransformSpecs(m, epilogue, this.label);
+    const inKernel = ctx.kernel(t.input);
+    const outKernel = ctx.kernel(t.output);
+    const u = this.winogradBuffer(m);
+    for (let p0 = 0; p0 < tiles; p0 += chunk) {
+      const pc = Math.min(chunk, tiles - p0);
+      const pc4 = Math.ceil(pc / 4) * 4;
+      const common = { batch: input.batch, tiles_y: tilesY, tiles_x: tilesX, p0, pc, pc4 };
+      rec.record(
+        Dispatch.create(ctx, inKernel, { ...common, channels: spec.cin, h: input.h, w: input.w, pad_h: this.padding[0], pad_w: this.padding[1] }, { input: io.x, v: v.buffer, batch_limit: io.batchLimit ?? ctx.unusedBinding }, [ceilDiv(pc, 64), ceilDiv(spec.cin, 4)], `${this.label}.winograd-in`),
+        matmulDispatch(ctx, { tile }, { m: spec.cout, n: pc4, k: spec.cin }, { a: u, b: v.buffer, c: mm.buffer }, `${this.label}.winograd-gemm`, { count: aa, a: spec.cout * spec.cin, b: spec.cin * pc4, c: spec.cout * pc4 }),
+        Dispatch.create(
+          ctx,
+          outKernel,
+          { ...common, channels: spec.cout, h: out.h, w: out.w, pad_h: 0, pad_w: 0 },
+          { mm: mm.buffer, bias: this.bias, residual: io.residual ?? ctx.unusedBinding, output: io.y, batch_limit: io.batchLimit ?? ctx.unusedBinding },
+          [ceilDiv(pc, 64), ceilDiv(spec.cout, 4)],
+          `${this.label}.winograd-out`,
+        ),
+      );
+    }
+    rec.release(v, mm);
+  }
+
+  private directDispatch(tile: ConvTile, kernelSpec: KernelSpec, input: ConvShape, out: ConvShape, io: ConvIo): Dispatch {
     const { spec } = this;
     const [kh, kw] = spec.kernel;
-    const pointwise = kh === 1 && kw === 1 && this.stride.every((s) => s === 1) && this.padding.every((p) => p === 0);
-    const epilogue = { RELU: !!spec.relu, RESIDUAL: !!spec.residual, RESIDUAL_HALF: residualHalf, DYNAMIC_BATCH: !!batchLimit };
-    const padded = this.padding[0] > 0 || this.padding[1] > 0;
-    const specFor = (tile: ConvTile) => ({
-      source: conv2dSource(this.precision),
-      label: this.label,
-      consts: conv2dConsts(tile, { KH: kh, KW: kw, PADDED: padded, SHUFFLE: 1, VEC_N: pointwise && (out.h * out.w) % 4 === 0 && tile.tn % 4 === 0 }, epilogue),
-    });
-    // A tile given in the spec is used as is; the adapter's tile may wait behind a quick stand-in (engine/tiers.ts).
-    const { kernel, variant: tile } = spec.tile ? { kernel: this.ctx.kernel(specFor(spec.tile)), variant: spec.tile } : this.ctx.tieredKernel(this.tileFor(input), QUICK_CONV_TILE, specFor);
+    const { x, y, residual, batchLimit } = io;
+    const epilogue = { RELU: !!spec.relu, RESIDUAL: !!spec.residual, RESIDUAL_HALF: io.residualHalf, DYNAMIC_BATCH: !!batchLimit };
+    const kernel = this.ctx.kernel(kernelSpec);
     const n = input.batch * out.h * out.w;
     return Dispatch.create(
       this.ctx,
@@ -241,8 +331,21 @@ export class Conv2d {
     );
   }
 
+  /** The Winograd weights for F(m, 3), transformed and uploaded at first use. */
+  private winogradBuffer(m: WinogradSize): GPUBuffer {
+    let buffer = this.winogradWeight.get(m);
+    if (!buffer) {
+      if (!this.source) throw new Error(`${this.label}: Winograd needs a 3x3 stride-1 f32 conv`);
+      buffer = this.ctx.upload(`${this.label}.weight F(${m},3)`, winogradWeights(this.source, this.spec.cout, this.spec.cin, m));
+      this.winogradWeight.set(m, buffer);
+    }
+    return buffer;
+  }
+
   destroy(): void {
     this.ctx.release(this.weight);
     this.ctx.release(this.bias);
+    for (const b of this.winogradWeight.values()) this.ctx.release(b);
+    this.winogradWeight.clear();
   }
 }

@@ -3,7 +3,7 @@
 // `Linear` is the transposed form with a torch Linear weight [out][in].
 
 import source from '../../shaders/matmul.wgsl';
-import type { GpuContext } from '../gpu.ts';
+import type { GpuContext, KernelSpec } from '../gpu.ts';
 import type { Tensor } from '../planner.ts';
 import type { Recorder } from '../recorder.ts';
 import { ceilDiv, Dispatch } from './dispatch.ts';
@@ -38,16 +38,9 @@ export function recordMatmul(
   return c;
 }
 
-function matmulDispatch(
-  ctx: GpuContext,
-  spec: MatmulSpec,
-  dims: { m: number; n: number; k: number },
-  buffers: { a: GPUBuffer; b: GPUBuffer; c: GPUBuffer; bias?: GPUBuffer },
-  label: string,
-): Dispatch {
-  if (!!spec.bias !== !!buffers.bias) throw new Error(`${label}: bias buffer ${spec.bias ? 'missing' : 'given but unused'}`);
-  if (buffers.b.size % 16) throw new Error(`${label}: B's buffer size (${buffers.b.size} bytes) must be a multiple of 16 (it is read as vec4s); allocate it with GpuContext.createBuffer`);
-  const specFor = (tile: MatmulTile) => ({
+/** The kernel of a matmul with `tile` (what compiles: the epilogue, B's layout, the tile). */
+export function matmulKernelSpec(spec: MatmulSpec, dims: { n: number }, tile: MatmulTile, label: string): KernelSpec {
+  return {
     source,
     label,
     consts: {
@@ -61,15 +54,32 @@ function matmulDispatch(
       VEC_B: !spec.transB && dims.n % 4 === 0 && tile.tn % 4 === 0,
       DYNAMIC_RELU: tile === QUICK_MATMUL_TILE,
     },
-  });
+  };
+}
+
+/**
+ * One matmul dispatch; with `batch`, `count` products C_z = A_z B_z whose matrices start `a`,
+ * `b` and `c` elements apart in their buffers (workgroup z picks the product).
+ */
+export function matmulDispatch(
+  ctx: GpuContext,
+  spec: MatmulSpec,
+  dims: { m: number; n: number; k: number },
+  buffers: { a: GPUBuffer; b: GPUBuffer; c: GPUBuffer; bias?: GPUBuffer },
+  label: string,
+  batch: { count: number; a: number; b: number; c: number } = { count: 1, a: 0, b: 0, c: 0 },
+): Dispatch {
+  if (!!spec.bias !== !!buffers.bias) throw new Error(`${label}: bias buffer ${spec.bias ? 'missing' : 'given but unused'}`);
+  if (buffers.b.size % 16) throw new Error(`${label}: B's buffer size (${buffers.b.size} bytes) must be a multiple of 16 (it is read as vec4s); allocate it with GpuContext.createBuffer`);
+  const specFor = (tile: MatmulTile) => matmulKernelSpec(spec, dims, tile, label);
   // A tile given in the spec is used as is; the default may wait behind a quick stand-in (engine/tiers.ts).
   const { kernel, variant: tile } = spec.tile ? { kernel: ctx.kernel(specFor(spec.tile)), variant: spec.tile } : ctx.tieredKernel(DEFAULT_MATMUL_TILE, QUICK_MATMUL_TILE, specFor);
   return Dispatch.create(
     ctx,
     kernel,
-    { ...dims, flags: spec.relu ? 1 : 0 },
+    { ...dims, flags: spec.relu ? 1 : 0, batch_a: batch.a, batch_b: batch.b, batch_c: batch.c },
     { a: buffers.a, b: buffers.b, c: buffers.c, bias: buffers.bias ?? ctx.unusedBinding },
-    [ceilDiv(dims.n, tile.tn * tile.wgX), ceilDiv(dims.m, tile.tm * tile.wgY)],
+    [ceilDiv(dims.n, tile.tn * tile.wgX), ceilDiv(dims.m, tile.tm * tile.wgY), batch.count],
     label,
   );
 }
