@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import * as assert from 'uvu/assert';
 import { floatToHalf, halfToFloat } from '../weights-loader/float16.ts';
 import { Conv2d, type Conv2dSpec } from '../engine/kernels/conv2d.ts';
-import { convClass, DEFAULT_CONV_TILING, tileName, type ConvTiling } from '../engine/kernels/convTiling.ts';
+import { convClass, DEFAULT_CONV_TILING, DIRECT_FALLBACK_TILE, tileName, type ConvTiling } from '../engine/kernels/convTiling.ts';
 import { QUICK_CONV_TILE } from '../engine/tiers.ts';
 import { ConvTranspose2d } from '../engine/kernels/convTranspose2d.ts';
 import { Linear } from '../engine/kernels/linear.ts';
@@ -343,20 +343,39 @@ convVec.test('conv classes, tile checks and ctx.setConvTiling', (ctx) => {
   assert.is(convClass(3, 7, 7, 200 * 272), 'stem');
   assert.is(convClass(256, 1, 1, 100 * 136), 'pointwise-large');
   assert.is(convClass(256, 1, 1, 25 * 34), 'pointwise-small');
-  assert.is(convClass(64, 3, 3, 200 * 272), 'spatial-large');
-  assert.is(convClass(512, 3, 3, 50 * 68), 'spatial-small');
+  assert.is(convClass(64, 3, 3, 200 * 272, [2, 2]), 'spatial-large');
+  assert.is(convClass(512, 3, 3, 50 * 68, [2, 2]), 'spatial-small');
+  assert.is(convClass(64, 3, 3, 200 * 272, [1, 1], [1, 1]), 'winograd-large');
+  assert.is(convClass(512, 3, 3, 25 * 34, [1, 1], [1, 1]), 'winograd-small');
+  assert.is(convClass(512, 3, 3, 25 * 34, [2, 2], [1, 1]), 'spatial-small');
+  assert.is(convClass(8, 3, 3, 12 * 14, [1, 1], [2, 2]), 'tiny');
+  assert.is(convClass(64, 3, 3, 100 * 100, [1, 1], [2, 2]), 'spatial-large');
   assert.throws(() => ctx.setConvTiling({ stem: { tm: 3, tn: 4, wgX: 8, wgY: 1 } }), /tm must be 1, 2 or a multiple of 4/);
   assert.throws(() => ctx.setConvTiling({ bogus: DEFAULT_CONV_TILING.stem } as ConvTiling), /unknown conv class 'bogus'/);
   const tile = { tm: 4, tn: 4, wgX: 16, wgY: 1 };
   const conv = new Conv2d(ctx, { cin: 8, cout: 4, kernel: [3, 3], padding: [1, 1] }, new Float32Array(4 * 8 * 9), undefined, 'tiling');
+  // 3x3 stride 1: a Winograd class; stride 2: a spatial one; f16 weights fall back to direct.
+  const strided = new Conv2d(ctx, { cin: 8, cout: 4, kernel: [3, 3], stride: [2, 2], padding: [1, 1] }, new Float32Array(4 * 8 * 9), undefined, 'tiling s2');
+  const winograd = { ...tile, winograd: 2 as const };
   try {
-    ctx.setConvTiling({ 'spatial-small': tile });
+    ctx.setConvTiling({ 'winograd-small': tile, 'spatial-small': winograd });
     assert.equal(conv.tileFor({ batch: 1, h: 40, w: 40 }), tile);
-    assert.equal(conv.tileFor({ batch: 1, h: 100, w: 100 }), DEFAULT_CONV_TILING['spatial-large']);
+    assert.equal(conv.tileFor({ batch: 1, h: 100, w: 100 }), DEFAULT_CONV_TILING['winograd-large']);
     assert.equal(conv.tileFor({ batch: 1, h: 10, w: 10 }), DEFAULT_CONV_TILING.tiny);
+    assert.equal(strided.tileFor({ batch: 1, h: 80, w: 80 }), DIRECT_FALLBACK_TILE, 'a Winograd tile in a class of strided convs falls back to direct');
+    ctx.setConvTiling({ 'winograd-small': winograd });
+    assert.equal(conv.tileFor({ batch: 1, h: 40, w: 40 }), winograd);
+    assert.throws(() => new Conv2d(ctx, { cin: 8, cout: 4, kernel: [3, 3], stride: [2, 2], tile: winograd }, new Float32Array(4 * 8 * 9)), /asks for Winograd, which needs a 3x3 kernel, stride 1/);
+    assert.throws(() => ctx.setConvTiling({ 'winograd-small': { ...tile, winograd: 3 as 2 } }), /winograd must be 2/);
+    if (ctx.device.features.has('shader-f16')) {
+      const half = new Conv2d(ctx, { cin: 8, cout: 4, kernel: [3, 3], padding: [1, 1], precision: 'f16' }, new Float32Array(4 * 8 * 9), undefined, 'tiling f16');
+      assert.equal(half.tileFor({ batch: 1, h: 40, w: 40 }), DIRECT_FALLBACK_TILE, 'f16 weights take the direct fallback');
+      half.destroy();
+    }
   } finally {
     ctx.setConvTiling(undefined);
     conv.destroy();
+    strided.destroy();
   }
   assert.equal(ctx.convTiling, DEFAULT_CONV_TILING, 'undefined returns to the defaults');
 });

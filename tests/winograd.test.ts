@@ -17,7 +17,10 @@ import { normal, uniform } from './random.ts';
 import { conv2dRef, type ConvRefArgs } from './reference/conv2d.ts';
 import { upsampleNearestAddRef } from './reference/pooling.ts';
 import { convMagnitudeRef, winogradConv2dRef } from './reference/winograd.ts';
-import { WINOGRAD_TOLERANCE, checkWinograd } from './tolerance.ts';
+import { WINOGRAD_TOLERANCE, checkWinograd, goldenDetections } from './tolerance.ts';
+import { loadMaskRCNN } from '../engine/maskrcnn/model.ts';
+import { compareDetections, maskIou } from '../eval/match.ts';
+import { GOLDEN_CASES, goldenCase, goldenWeightBytes } from './golden.ts';
 
 const SIZES: WinogradSize[] = [2, 4];
 
@@ -152,3 +155,58 @@ for (const m of SIZES) {
   });
 }
 gpu.run();
+
+// The golden model (tests/golden-maskrcnn.test.ts) with every 3x3 stride-1 conv it has on Winograd.
+// Boxes, scores and labels must pass goldenDetections as they are. Masks must be pixel-exact
+// except where torchvision's paste window is undecided at that box accuracy: paste_masks_in_image
+// expands the box by (28 + 2) / 28 and truncates it to whole pixels, and the width of that window
+// sets the grid the 28x28 mask is resized to, so an edge at 116.99999 vs 117.00000 resamples the
+// whole mask. goldenDetections lets a corner move 2.5e-4 px; an expanded edge within 5e-4 px of an
+// integer (2x that, times 30/28) is undecided. Image 1's detection 5 is such a case: torchvision's
+// expanded left edge is 116.99988, the direct conv's 116.99998 and Winograd's rounds to 117, so its
+// mask loses a column and is resampled (IoU 0.76 on a fine-grained random-weights mask); one
+// float32 ulp added to a single weight of backbone layer1.0.conv2 on the direct path does the same
+// (bench/NOTES.md 19). That is why the built-in tiles stay direct: the golden gate is the
+// contract, and Winograd is taken where `npm run tune` finds it faster on an adapter.
+const PASTE_EDGE_MARGIN = 5e-4;
+function pasteEdgeUndecided(box: number[], maskSize = 28): boolean {
+  const scale = (maskSize + 2) / maskSize;
+  const [cx, cy] = [(box[0] + box[2]) / 2, (box[1] + box[3]) / 2];
+  const [hw, hh] = [((box[2] - box[0]) / 2) * scale, ((box[3] - box[1]) / 2) * scale];
+  return [cx - hw, cy - hh, cx + hw, cy + hh].some((e) => Math.abs(e - Math.round(e)) < PASTE_EDGE_MARGIN);
+}
+
+const golden = gpuSuite('golden model with Winograd convs');
+for (const m of SIZES) {
+  golden.test(`F(${m},3) on every 3x3 stride-1 layer: boxes, scores and labels within goldenDetections; masks pixel-exact unless the paste edge is undecided`, async (ctx) => {
+    const tile: ConvTile = { ...DIRECT_FALLBACK_TILE, winograd: m };
+    ctx.setConvTiling({ 'winograd-large': tile, 'winograd-small': tile });
+    try {
+      let undecided = 0;
+      for (const i of GOLDEN_CASES) {
+        const g = goldenCase(i);
+        const model = await loadMaskRCNN(ctx, goldenWeightBytes());
+        try {
+          const result = await model.segment(g.image);
+          const want = g.json.detections;
+          const c = compareDetections(result.detections, want, { ...goldenDetections, minMaskIou: 0 }, `${g.name}, F(${m},3)`);
+          assert.ok(c.ok, c.report);
+          result.detections.forEach((d, k) => {
+            const iou = maskIou(d.mask, want[k].mask);
+            if (iou === 1) return;
+            if (!pasteEdgeUndecided(want[k].box)) throw new Error(`${g.name} detection ${k}: mask IoU ${iou.toFixed(6)} though its paste window is decided (box ${want[k].box.join(', ')})`);
+            undecided++;
+            console.log(`    ${g.name} detection ${k}: mask IoU ${iou.toFixed(4)}, paste edge within ${PASTE_EDGE_MARGIN} px of a pixel boundary`);
+          });
+          console.log(`    ${c.report}`);
+        } finally {
+          model.destroy();
+        }
+      }
+      assert.ok(undecided <= 1, `${undecided} masks differ`);
+    } finally {
+      ctx.setConvTiling(undefined);
+    }
+  });
+}
+golden.run();
