@@ -1,6 +1,6 @@
 // The six detection post-processing kernels on the GPU against their CPU references
 // (tests/reference/rpn.ts, roi_heads.ts, box_coder.ts): rpn_scores, rpn_decode, gather_boxes,
-// box_postprocess, detections, mask_select. Odd counts (1, 37, 65, 997, 1001), empty inputs
+// box_postprocess, detections, mask_logits. Odd counts (1, 37, 65, 997, 1001), empty inputs
 // (k = 0 levels, kept counts of 0), boxes at and beyond the image border, zero-area and tiny
 // boxes, huge deltas (the dw/dh clip), padding rows past the live count, k below h * w * A,
 // several RPN levels with offsets into one candidate buffer, 2 and 91 classes. Pooled outputs
@@ -18,14 +18,14 @@ import { Recorder } from '../engine/recorder.ts';
 import { recordBoxPostprocess } from '../engine/kernels/boxPostprocess.ts';
 import { recordDetections } from '../engine/kernels/detections.ts';
 import { recordGatherBoxes } from '../engine/kernels/gatherBoxes.ts';
-import { recordMaskSelect } from '../engine/kernels/maskSelect.ts';
+import { MaskLogits } from '../engine/kernels/maskLogits.ts';
 import { recordRpnDecode, type Candidates } from '../engine/kernels/rpnDecode.ts';
 import { recordRpnScores } from '../engine/kernels/rpnScores.ts';
 import { cellAnchors } from '../engine/maskrcnn/anchors.ts';
 import { gpuSuite } from './harness.ts';
 import { normal, rng, uniform } from './random.ts';
 import { type CandidatesRef, DECISION_GUARD_ABS, DECISION_GUARD_REL, decodeClipRef, emptyCandidatesRef, SCORE_GUARD, sizeDecision } from './reference/box_coder.ts';
-import { boxPostprocessRef, detectionsRef, maskSelectRef, softmaxF32 } from './reference/roi_heads.ts';
+import { boxPostprocessRef, detectionsRef, maskLogitsRef, softmaxF32 } from './reference/roi_heads.ts';
 import { gatherBoxesRef, rpnDecodeRef, rpnScoresRef, type RpnLevelRef, sigmoidF32 } from './reference/rpn.ts';
 import { assertClose, exact, strict, type Tolerance } from './tolerance.ts';
 
@@ -534,35 +534,41 @@ s.test('detections: kept 37/100, 65/65, 1/1, 0/100; ratios < 1, > 1 and 1 (exact
   }
 });
 
-// ---- mask_select --------------------------------------------------------------------------
+// ---- mask_logits -------------------------------------------------------------------------
 
-s.test('mask_select: D=100 C=91 M=28 with 37 kept, D=1 C=2 M=14, D=5 C=91 M=28 with 0 kept (extreme logits)', async (ctx) => {
-  for (const [D, C, M, count, seed] of [[100, 91, 28, 37, 100], [1, 2, 14, 1, 101], [5, 91, 28, 0, 102], [3, 2, 7, 3, 103]]) {
+s.test('mask_logits: the predicted class only, then the sigmoid; D=100 classes=91 M=28 C=64 with 37 kept, D=1 classes=2 M=14 C=3, 0 kept, one channel; extreme logits', async (ctx) => {
+  for (const [D, classes, M, count, C, seed] of [[100, 91, 28, 37, 64, 100], [1, 2, 14, 1, 3, 101], [5, 91, 28, 0, 16, 102], [3, 2, 7, 3, 1, 103]]) {
     const pixels = M * M;
     const r = rng(seed);
-    const logits = normal(seed + 1, D * C * pixels, 4);
-    for (let i = 0; i < logits.length; i++) if (r() < 0.01) logits[i] = (r() < 0.5 ? -1 : 1) * [0, 20, 60, 100][Math.floor(r() * 4)];
-    const labels = Uint32Array.from({ length: D }, () => Math.floor(r() * C));
+    const features = normal(seed + 1, D * C * pixels, 2);
+    const weight = normal(seed + 2, classes * C, 1 / Math.sqrt(C));
+    const bias = normal(seed + 3, classes);
+    // Some classes saturate the sigmoid both ways.
+    for (let k = 0; k < classes; k++) if (r() < 0.1) bias[k] = (r() < 0.5 ? -1 : 1) * [20, 60, 100][Math.floor(r() * 3)];
+    const labels = Uint32Array.from({ length: D }, () => Math.floor(r() * classes));
     labels[0] = 0;
-    if (D > 1) labels[1] = C - 1;
+    if (D > 1) labels[1] = classes - 1;
+    const head = new MaskLogits(ctx, C, classes, weight, bias);
     const rec = new Recorder(ctx, 'test');
     try {
       const dirty = dirtyPooled(rec, [D, M, M]);
-      const probs = recordMaskSelect(rec, {
-        logits: rec.input('logits', logits, [D, C, M, M]),
+      const probs = head.record(rec, {
+        features: rec.input('features', features, [D, C, M, M]),
         labels: rec.input('labels', labels, [D]),
         keptCount: rec.input('kept_count', new Uint32Array([count]), [1]),
       });
-      noteReuse('mask_select', dirty, [probs]);
+      noteReuse('mask_logits', dirty, [probs]);
       rec.submit();
       const got = await ctx.readF32(probs.buffer, D * pixels);
-      const want = maskSelectRef(logits, labels, count, D, C, pixels);
-      assertClose(got, want, maskTolerance, `mask_select D=${D} C=${C} M=${M} kept ${count}`);
-      assertClose(got.subarray(count * pixels), want.subarray(count * pixels), exact, `mask_select rows past ${count}`);
+      const want = maskLogitsRef(features, weight, bias, labels, count, { D, C, classes, pixels });
+      assertClose(got, want, maskTolerance, `mask_logits D=${D} classes=${classes} M=${M} C=${C} kept ${count}`);
+      assertClose(got.subarray(count * pixels), want.subarray(count * pixels), exact, `mask_logits rows past ${count}`);
     } finally {
       rec.destroy();
+      head.destroy();
     }
   }
+  assert.throws(() => new MaskLogits(ctx, 4, 3, new Float32Array(11), undefined), /expected 3x4x1x1/);
 });
 
 s.run();

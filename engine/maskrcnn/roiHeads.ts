@@ -11,7 +11,7 @@ import type { Conv2d, ConvPrecision } from '../kernels/conv2d.ts';
 import { ConvTranspose2d } from '../kernels/convTranspose2d.ts';
 import { recordDetections, type DetectionTensors } from '../kernels/detections.ts';
 import { Linear } from '../kernels/linear.ts';
-import { recordMaskSelect } from '../kernels/maskSelect.ts';
+import { MaskLogits } from '../kernels/maskLogits.ts';
 import { GreedyNms } from '../kernels/nms.ts';
 import { PasteMasks } from '../kernels/pasteMasks.ts';
 import type { ResizePlan } from '../kernels/preprocess.ts';
@@ -41,7 +41,7 @@ export class RoiHeads {
   private readonly bboxPred: Linear;
   private readonly maskConvs: Conv2d[];
   private readonly deconv: ConvTranspose2d;
-  private readonly maskLogits: Conv2d;
+  private readonly maskLogits: MaskLogits;
   readonly numClasses: number;
   private readonly fpnChannels: number;
 
@@ -58,7 +58,9 @@ export class RoiHeads {
     this.maskConvs = w.maskHead.map((p, i) => convFromParams(ctx, p, `roi_heads.mask_head.${i}`, { relu: true, precision }));
     const d = w.maskPredictor.deconv;
     this.deconv = new ConvTranspose2d(ctx, { cin: d.cin, cout: d.cout, scale: d.scale, relu: true }, d.weight, d.bias, 'roi_heads.mask_predictor.conv5_mask');
-    this.maskLogits = convFromParams(ctx, w.maskPredictor.logits, 'roi_heads.mask_predictor.mask_fcn_logits', { precision });
+    const l = w.maskPredictor.logits;
+    if (l.kh !== 1 || l.kw !== 1) throw new Error(`roi_heads.mask_predictor.mask_fcn_logits is ${l.kh}x${l.kw}; torchvision's mask predictor ends in a 1x1 conv`);
+    this.maskLogits = new MaskLogits(ctx, l.cin, l.cout, l.weight, l.bias, precision, 'roi_heads.mask_predictor.mask_fcn_logits');
     this.numClasses = w.meta.numClasses;
     this.fpnChannels = w.fpn.layer[0].cout;
   }
@@ -129,10 +131,9 @@ export class RoiHeads {
     }
     const up = this.deconv.record(rec, x, { batchLimit: det.keptCount });
     rec.release(x);
-    const logits = this.maskLogits.record(rec, up, { batchLimit: det.keptCount });
-    rec.release(up);
-    const probs = recordMaskSelect(rec, { logits, labels: det.labels, keptCount: det.keptCount }, 'mask_probs');
-    rec.release(logits, det.labels);
+    // Only each detection's own class: mask_fcn_logits and the class selection in one kernel.
+    const probs = this.maskLogits.record(rec, { features: up, labels: det.labels, keptCount: det.keptCount });
+    rec.release(up, det.labels);
     return probs;
   }
 

@@ -12,8 +12,9 @@
 //   kept order, boxes in resized coordinates and scaled back as transform.postprocess /
 //   resize_boxes does (x * float32(orig_w / new_w), y * float32(orig_h / new_h), one float32
 //   product: exact), score, label; rows past the kept count zero.
-// - maskSelectRef (shaders/mask_select.wgsl): maskrcnn_inference, mask_prob = x.sigmoid() of the
-//   predicted label's logits, [D][C][M][M] -> [D][M][M]; rows past the kept count zero. float64.
+// - maskLogitsRef (shaders/mask_logits.wgsl): mask_fcn_logits (1x1 conv) for the predicted label
+//   only, then maskrcnn_inference's x.sigmoid(): [D][C][M][M] -> [D][M][M]; rows past the kept
+//   count zero. float64.
 // float32 is emulated with Math.fround where the shader's decisions depend on it (decode, softmax);
 // see box_coder.ts.
 
@@ -116,11 +117,22 @@ export function detectionsRef(
 }
 
 /** sigmoid of logits[n][labels[n]] for n < keptCount, zero after: [D][pixels] in float64. */
-export function maskSelectRef(logits: ArrayLike<number>, labels: ArrayLike<number>, keptCount: number, D: number, C: number, pixels: number): Float64Array {
-  const out = new Float64Array(D * pixels);
-  for (let n = 0; n < Math.min(keptCount, D); n++) {
-    const base = (n * C + labels[n]) * pixels;
-    for (let q = 0; q < pixels; q++) out[n * pixels + q] = 1 / (1 + Math.exp(-logits[base + q]));
+export function maskLogitsRef(
+  features: ArrayLike<number>,
+  weight: ArrayLike<number>,
+  bias: ArrayLike<number>,
+  labels: ArrayLike<number>,
+  keptCount: number,
+  d: { D: number; C: number; classes: number; pixels: number },
+): Float64Array {
+  const out = new Float64Array(d.D * d.pixels);
+  for (let n = 0; n < Math.min(keptCount, d.D); n++) {
+    const l = labels[n];
+    for (let q = 0; q < d.pixels; q++) {
+      let x = bias[l];
+      for (let c = 0; c < d.C; c++) x += weight[l * d.C + c] * features[(n * d.C + c) * d.pixels + q];
+      out[n * d.pixels + q] = 1 / (1 + Math.exp(-x));
+    }
   }
   return out;
 }
