@@ -20,7 +20,7 @@ import { CONV_CLASSES, convClass, DEFAULT_CONV_TILING, tileName, type ConvClass,
 import type { Dispatch } from '../engine/kernels/dispatch.ts';
 import type { Tensor } from '../engine/planner.ts';
 import { Recorder } from '../engine/recorder.ts';
-import { writeConvTilingCache } from '../io/tiles.ts';
+import { readConvTilingCache, writeConvTilingCache } from '../io/tiles.ts';
 import { normal, rng } from '../tests/random.ts';
 import { conv2dRefAt } from '../tests/reference/conv2d.ts';
 import { checkWinograd, compare, f32Accum } from '../tests/tolerance.ts';
@@ -243,7 +243,10 @@ async function main(): Promise<void> {
   console.log(`tuned in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
   if (!opt['no-save']) {
     const evidence = Object.fromEntries(Object.entries(result.table).map(([cls, rows]) => [cls, rows.map((r) => ({ tile: tileName(r.tile), gflops: Number(r.gflops.toFixed(2)) }))]));
-    const file = writeConvTilingCache(ctx.report, { tiling: result.tiling, adapter: describeAdapter(ctx.report), measured: new Date().toISOString(), evidence: { clock, rounds, ...evidence } });
+    // One class re-tuned keeps the other classes' entries.
+    const before = only ? readConvTilingCache(ctx.report) : undefined;
+    const tiling = { ...(before?.tiling ?? {}), ...result.tiling };
+    const file = writeConvTilingCache(ctx.report, { tiling, adapter: describeAdapter(ctx.report), measured: new Date().toISOString(), evidence: { ...(before?.evidence ?? {}), clock, rounds, ...evidence } });
     console.log(`saved to ${file}`);
   }
   const json = opt.json;

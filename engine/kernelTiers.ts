@@ -10,7 +10,9 @@ import type { KernelSpec } from './gpu.ts';
  * long the driver takes to compile it at first use. 'quick': always the small tile that compiles
  * about 10x faster and runs about 2x slower. 'tiered' (default): the tuned variant once it is known
  * compiled (made on this context, or listed by `addCompiledKernels`), a quick stand-in until then.
- * Every variant gives bit-identical results (each output sums its terms in the same order).
+ * Every variant gives bit-identical results (each output sums its terms in the same order), except
+ * that a Winograd tile (engine/kernels/winograd.ts, where `npm run tune` chose one) rounds
+ * differently from its direct stand-in: those outputs agree within Winograd's stated error bound.
  */
 export type KernelTiers = 'tiered' | 'tuned' | 'quick';
 

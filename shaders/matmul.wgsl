@@ -17,6 +17,10 @@ const VEC_B: bool = false;
 // The quick tier (engine/tiers.ts): ReLU from params.flags bit 0 instead of RELU, so one compiled
 // variant serves the layers with and without it.
 const DYNAMIC_RELU: bool = false;
+// Only the first n_limit[0] * n_per_limit - n_offset columns are live (a count on the GPU: the
+// Winograd GEMM of the mask head skips the tiles of RoIs past the kept detections); invocations
+// wholly past them return. Strides stay those of n.
+const DYNAMIC_N: bool = false;
 
 struct Params {
   m: u32,
@@ -28,6 +32,8 @@ struct Params {
   batch_a: u32,
   batch_b: u32,
   batch_c: u32,
+  n_per_limit: u32, // DYNAMIC_N only
+  n_offset: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -35,6 +41,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> b: array<vec4<f32>>; // read per component unless VEC_B
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
+@group(0) @binding(5) var<storage, read> n_limit: array<u32>; // DYNAMIC_N only
 
 @compute @workgroup_size(WG_X, WG_Y)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
@@ -46,6 +53,12 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   let m0 = (wid.y * WG_Y + select(lid.y, 0u, WG_Y == 1u)) * TM;
   if (n0 >= n_total || m0 >= m_total) {
     return;
+  }
+  if (DYNAMIC_N) {
+    let live = n_limit[0] * params.n_per_limit;
+    if (live <= params.n_offset || n0 >= live - params.n_offset) {
+      return;
+    }
   }
   let a0 = wid.z * params.batch_a;
   let b0 = wid.z * params.batch_b;

@@ -4,6 +4,7 @@
     /usr/bin/python3 tools/bench_torchvision.py time --weights W.safetensors --image IMG.png \
         [--repeats 5] [--warmup 1] [--budget-s S] [--threads 2] --out result.json
     /usr/bin/python3 tools/bench_torchvision.py make-fullsize --out-dir bench/.cache/fullsize
+    /usr/bin/python3 tools/bench_torchvision.py once --weights W --image IMG [--threads 2] [--score-thresh 0.3] --out result.json
 
 `time` builds the model as tools/eval_torchvision.py does (F16 -> F32, eps and min/max size from
 the metadata, current torchvision's resize rule, as the engine resizes), reads the PNG as a
@@ -16,6 +17,9 @@ ends a part's timed runs early, keeping one at least):
 It writes JSON: medians and samples in ms, the padded input size, and the detections of the first
 full run in maskgpu's detection format (boxes in original pixels, masks > 0.5 as COCO RLE), so
 that the bench can check them against maskgpu's before it believes any timing.
+
+`once` runs one forward pass as a user would (for process-to-process timing: time the whole
+command) and writes its time and detections.
 
 `make-fullsize` writes the full-size architecture's weights and image exactly as
 tools/compare_fullsize.py does (ResNet-50 widths, 91 classes, seed 0, its "conditioned" recipe,
@@ -84,6 +88,29 @@ def cmd_time(args) -> int:
     return 0
 
 
+def cmd_once(args) -> int:
+    """One image, one run, as a user runs it: the process's wall time is the measure
+    (load, model construction, one forward pass, the detections written)."""
+    from PIL import Image
+
+    from eval_torchvision import detections_json, load_torchvision_model
+
+    torch.set_num_threads(args.threads)
+    pixels = np.array(Image.open(args.image).convert("RGB"))
+    model, classes = load_torchvision_model(args.weights)
+    model.roi_heads.score_thresh = args.score_thresh
+    image = torch.from_numpy(pixels).permute(2, 0, 1).contiguous().to(torch.float32) / 255.0
+    t = time.perf_counter()
+    with torch.no_grad():
+        out = model([image])[0]
+    ms = (time.perf_counter() - t) * 1000
+    detections = detections_json(out, classes)
+    with open(args.out, "w") as f:
+        json.dump({"forwardMs": ms, "threads": torch.get_num_threads(), "detections": detections}, f, separators=(",", ":"))
+    print(f"torchvision ({torch.get_num_threads()} threads): forward {ms:.0f} ms, {len(detections)} detections (score > {args.score_thresh}) -> {args.out}")
+    return 0
+
+
 def cmd_make_fullsize(args) -> int:
     from compare_fullsize import make_image, write_conditioned
 
@@ -108,10 +135,16 @@ def main(argv=None) -> int:
     t.add_argument("--out", required=True)
     m = sub.add_parser("make-fullsize", help="write tools/compare_fullsize.py's full-size weights and image")
     m.add_argument("--out-dir", required=True)
+    o = sub.add_parser("once", help="one forward pass of one image, as a user runs it (time the whole process)")
+    o.add_argument("--weights", required=True)
+    o.add_argument("--image", required=True)
+    o.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: the machine's cores)")
+    o.add_argument("--score-thresh", type=float, default=0.05, help="box score threshold (torchvision's default 0.05)")
+    o.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     if args.command == "time" and (args.repeats < 1 or args.warmup < 0):
         raise SystemExit("--repeats must be >= 1 and --warmup >= 0")
-    return cmd_time(args) if args.command == "time" else cmd_make_fullsize(args)
+    return {"time": cmd_time, "once": cmd_once, "make-fullsize": cmd_make_fullsize}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -237,7 +237,7 @@ export class Conv2d {
   private kernelSpecs(tile: ConvTile, input: ConvShape, out: ConvShape, epilogue: WinogradEpilogueFlags): KernelSpec[] {
     if (tile.winograd) {
       const t = winogradTransformSpecs(tile.winograd, epilogue, this.label);
-      return [t.input, matmulKernelSpec({}, { n: 4 }, tile, `${this.label}.winograd-gemm`), t.output];
+      return [t.input, matmulKernelSpec({}, { n: 4 }, tile, `${this.label}.winograd-gemm`, epilogue.DYNAMIC_BATCH), t.output];
     }
     const [kh, kw] = this.spec.kernel;
     const pointwise = kh === 1 && kw === 1 && this.stride.every((s) => s === 1) && this.padding.every((p) => p === 0);
@@ -275,7 +275,16 @@ export class Conv2d {
       const common = { batch: input.batch, tiles_y: tilesY, tiles_x: tilesX, p0, pc, pc4 };
       rec.record(
         Dispatch.create(ctx, inKernel, { ...common, channels: spec.cin, h: input.h, w: input.w, pad_h: this.padding[0], pad_w: this.padding[1] }, { input: io.x, v: v.buffer, batch_limit: io.batchLimit ?? ctx.unusedBinding }, [ceilDiv(pc, 64), ceilDiv(spec.cin, 4)], `${this.label}.winograd-in`),
-        matmulDispatch(ctx, { tile }, { m: spec.cout, n: pc4, k: spec.cin }, { a: u, b: v.buffer, c: mm.buffer }, `${this.label}.winograd-gemm`, { count: aa, a: spec.cout * spec.cin, b: spec.cin * pc4, c: spec.cout * pc4 }),
+        matmulDispatch(
+          ctx,
+          { tile },
+          { m: spec.cout, n: pc4, k: spec.cin },
+          { a: u, b: v.buffer, c: mm.buffer },
+          `${this.label}.winograd-gemm`,
+          { count: aa, a: spec.cout * spec.cin, b: spec.cin * pc4, c: spec.cout * pc4 },
+          // Under a GPU batch limit only the live entries' tiles are multiplied.
+          io.batchLimit ? { limit: io.batchLimit, perLimit: tilesY * tilesX, offset: p0 } : undefined,
+        ),
         Dispatch.create(
           ctx,
           outKernel,

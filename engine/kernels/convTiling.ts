@@ -6,8 +6,8 @@
 // a tile given in the conv's spec, else the GpuContext's table (`ctx.setConvTiling`, defaults
 // otherwise). This module holds no state and reads no file: in Node, io/tiles.ts reads and writes
 // the tuner's cache file, and the CLI and benchmarks pass what it holds to the context.
-// Any tile gives bit-identical results (each output sums its K terms in the same order), so the
-// choice moves speed only.
+// Any direct tile gives bit-identical results (each output sums its K terms in the same order), so the
+// choice moves speed only; a Winograd tile (ConvTile.winograd) rounds differently, within its bound.
 
 import source from '../../shaders/conv2d.wgsl';
 import { winogradInputShader, winogradOutputShader } from './winograd.ts';
