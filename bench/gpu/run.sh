@@ -2,8 +2,11 @@
 # Run ON THE GPU MACHINE, from a copy of the repo with bench/gpu/.carry (made by prepare.sh):
 # unpacks Node and the runtime packages if the machine lacks them, checks that Dawn got a real
 # (not software) Vulkan adapter and prints it, then runs, with short repeats (~3-5 min in all):
-#   1. npm run bench:kernels              conv2d on the ResNet-50 shapes vs the best matmul
-#   2. npm run bench -- --only bundled    the bundled model, dense and pruned 40 %
+#   1. npm run bench:kernels              conv2d on the ResNet-50 shapes vs the best matmul, and every
+#                                         3x3 stride-1 layer as Winograd F(2,3) and F(4,3) beside it
+#   2. npm run bench -- --only bundled    the bundled model, dense and pruned 40 %, with the built-in
+#                                         (direct) tiles; then npm run tune on the two Winograd classes
+#                                         and the same bench with what it chose (direct or Winograd)
 #   3. npm run bench -- --only fullsize   the full-size architecture at 800x1216 (needs python3
 #      with torch + torchvision there: tools/compare_fullsize.py makes the weights and the
 #      torchvision reference first; if that fails the step is reported and skipped)
@@ -75,7 +78,12 @@ printf '*\n' > bench/.cache/.gitignore
 # --- the benchmarks: the commands of `npm run bench:kernels` / `npm run bench` (npm may be absent) --
 tsnode=(node --import ./tools/register.mjs)
 step kernels 150 "${tsnode[@]}" bench/kernels.ts --repeats 5 --json "$OUT/kernels.json"
+export MASKGPU_CACHE_DIR=$OUT/cache-builtin # empty: the built-in tiles
 step e2e-bundled 90 "${tsnode[@]}" bench/e2e.ts --only bundled --repeats 20 --warmup 3 --json "$OUT/e2e-bundled.json"
+for cls in winograd-large winograd-small; do
+  MASKGPU_CACHE_DIR=$OUT/cache-tuned step "tune-$cls" 120 "${tsnode[@]}" bench/tune.ts --class "$cls" --rounds 2 --json "$OUT/tune-$cls.json"
+done
+MASKGPU_CACHE_DIR=$OUT/cache-tuned step e2e-bundled-tuned 90 "${tsnode[@]}" bench/e2e.ts --only bundled --repeats 20 --warmup 3 --json "$OUT/e2e-bundled-tuned.json"
 python=$(command -v python3 || true)
 if [ -n "$python" ] && "$python" -c 'import torch, torchvision' 2>/dev/null; then
   step e2e-fullsize 300 "${tsnode[@]}" bench/e2e.ts --only fullsize --repeats 10 --warmup 2 --python "$python" --json "$OUT/e2e-fullsize.json"
