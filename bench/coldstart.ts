@@ -205,10 +205,8 @@ async function demoRuns(server: string, kernels: string) {
   const url = `${server}?${adapter === 'gles' ? 'featureLevel=compatibility&' : ''}sample=shapes_2&kernels=${kernels}`;
   console.log(`-- ?kernels=${kernels}`);
   const timeFirst = async () => {
-    const previous = process.env.XDG_CACHE_HOME;
-    process.env.XDG_CACHE_HOME = cache; // the GPU process's Mesa cache
-    const browser = await launchChromium([...BROWSER_ADAPTERS[adapter].args, `--user-data-dir=${profile}`]);
-    process.env.XDG_CACHE_HOME = previous;
+    // The GPU process's Mesa cache: an environment of its own (not this process's).
+    const browser = await launchChromium([...BROWSER_ADAPTERS[adapter].args, `--user-data-dir=${profile}`], { env: { ...process.env, XDG_CACHE_HOME: cache } });
     try {
       const tab = await browser.newPage();
       const t = performance.now();
@@ -268,10 +266,9 @@ async function browserKernelsPart() {
       '/page.js': ['text/javascript', page.outputFiles[0].text],
       '/specs.json': ['application/json', readFileSync(specsFile, 'utf8')],
     });
-    const previous = process.env.XDG_CACHE_HOME;
-    process.env.XDG_CACHE_HOME = freshCache();
-    const browser = await launchChromium([...BROWSER_ADAPTERS[adapter].args, `--user-data-dir=${mkdtempSync(join(work, 'chromium-'))}`]);
-    process.env.XDG_CACHE_HOME = previous;
+    const browser = await launchChromium([...BROWSER_ADAPTERS[adapter].args, `--user-data-dir=${mkdtempSync(join(work, 'chromium-'))}`], {
+      env: { ...process.env, XDG_CACHE_HOME: freshCache() },
+    });
     try {
       const tab = await browser.newPage();
       await tab.goto(`${server.url}/${adapter === 'gles' ? '?featureLevel=compatibility' : ''}`);

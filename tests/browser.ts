@@ -61,9 +61,11 @@ export function isBrowserAdapter(name: string): name is BrowserAdapter {
   return Object.hasOwn(BROWSER_ADAPTERS, name);
 }
 
-export async function launchChromium(extraArgs: string[] = [], options: { executablePath?: string } = {}): Promise<Browser> {
+/** `env`: the browser's environment (default this process's), e.g. its own XDG_CACHE_HOME for Mesa's shader cache. */
+export async function launchChromium(extraArgs: string[] = [], options: { executablePath?: string; env?: Record<string, string | undefined> } = {}): Promise<Browser> {
   return puppeteer.launch({
     executablePath: chromiumPath(options.executablePath),
+    env: options.env,
     headless: true,
     // Puppeteer's headless default routes ANGLE to SwiftShader; drop it when the caller picks ANGLE's backend.
     ignoreDefaultArgs: extraArgs.some((a) => a.startsWith('--use-angle=')) ? ['--use-angle=swiftshader-webgl'] : [],
