@@ -24,7 +24,8 @@ import { cellAnchors, DEFAULT_ANCHOR_SIZES, DEFAULT_ASPECT_RATIOS, levelStrides 
 import { GreedyNms } from '../engine/kernels/nms.ts';
 import { candidateTensors, recordRpnDecode } from '../engine/kernels/rpnDecode.ts';
 import { recordRpnScores } from '../engine/kernels/rpnScores.ts';
-import { SortDescending, TopK } from '../engine/kernels/sort.ts';
+import { SortDescending } from '../engine/kernels/sort.ts';
+import { TopK } from '../engine/kernels/sortTopk.ts';
 import { Recorder } from '../engine/recorder.ts';
 import { loadMaskRCNNWeights, maskrcnnParseOptions } from '../weights-loader/maskrcnn.ts';
 import { parseSafetensors, serializeSafetensors, type Tensor } from '../weights-loader/safetensors.ts';

@@ -23,7 +23,8 @@ export { recordUpsampleNearestAdd } from './kernels/upsampleNearestAdd.ts';
 export { recordSigmoid } from './kernels/sigmoid.ts';
 
 // Detection kernels
-export { SortDescending, TopK } from './kernels/sort.ts';
+export { SortDescending } from './kernels/sort.ts';
+export { TopK } from './kernels/sortTopk.ts';
 export { GreedyNms } from './kernels/nms.ts';
 export { RoiAlignMultiLevel } from './kernels/roiAlign.ts';
 export { PasteMasks } from './kernels/pasteMasks.ts';

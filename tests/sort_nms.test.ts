@@ -9,7 +9,8 @@
 // its kept boxes through storage), which must give the same indices.
 
 import { GreedyNms, TORCHVISION_CPU_COORDINATE_TRICK_MAX, type NmsSpec } from '../engine/kernels/nms.ts';
-import { SortDescending, TopK } from '../engine/kernels/sort.ts';
+import { SortDescending } from '../engine/kernels/sort.ts';
+import { TopK } from '../engine/kernels/sortTopk.ts';
 import type { GpuContext } from '../engine/gpu.ts';
 import { Recorder } from '../engine/recorder.ts';
 import { gpuSuite, type GpuSuite } from './harness.ts';

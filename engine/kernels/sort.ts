@@ -1,5 +1,5 @@
-// SortDescending and TopK (shaders/sort.wgsl, shaders/sort_topk.wgsl, shaders/sort_common.wgsl):
-// torch.sort(scores, descending=True, stable=True) and torch.topk(scores, k) (sorted) of up to
+// SortDescending (shaders/sort.wgsl, shaders/sort_common.wgsl; TopK, the selection on the same
+// network, is in sortTopk.ts): torch.sort(scores, descending=True, stable=True) of up to
 // `maxN` f32 scores, with the number of live scores read from a GPU buffer at run time, so the
 // RPN and box-head post-processing never wait for the CPU. Exact: only integer compares of keys.
 //
@@ -10,25 +10,21 @@
 // Elements at positions >= count, or with valid[i] == 0, are left out; output slots past the
 // live elements hold key -inf and value 0xffffffff, and outCount holds the number of live ones.
 //
-// Both classes are plan-once: the constructor allocates scratch for `maxN`; record() binds the
+// Plan-once (as TopK): the constructor allocates scratch for `maxN`; record() binds the
 // tensors and records the dispatches into a plan. Recordings of one instance share its scratch:
 // record them one after the other, never interleaved.
 //
 // Cost: SortDescending is a bitonic sort over P = the padded power of two, with the stages that
 // fit a 2048-element tile run in workgroup memory: with L = log2(P / 2048), one tile sort, L tile
 // merges, L(L+1)/2 global compare-exchange passes and one emit (37 dispatches for 200k), about
-// P log2(P)^2 / 4 compare-exchanges. TopK never sorts n: tile sorts of 2048 inputs keep their
-// best K (k rounded up to a power of two), then log2(n / 2048) rounds of pairwise merges keep
-// the best K of each pair: n log2(2048)^2 / 4 + (n / 2048) K log2(K) work, 2 + ceil(log2(n / 2048))
-// dispatches (9 for the RPN's k = 1000 of 201,600).
+// P log2(P)^2 / 4 compare-exchanges.
 //
 // Under the context's kernel tiers (engine/tiers.ts) a first run takes QUICK_SORT_TILE (64
-// elements) until the tuned tile's kernels are compiled: same network, more global passes, and
-// TopK by a full sort (K > 64); identical outputs (only compares).
+// elements) until the tuned tile's kernels are compiled: same network, more global passes;
+// identical outputs (only compares).
 
 import common from '../../shaders/sort_common.wgsl';
 import sortBody from '../../shaders/sort.wgsl';
-import topkBody from '../../shaders/sort_topk.wgsl';
 import type { GpuContext, Kernel, KernelSpec } from '../gpu.ts';
 import { QUICK_SORT_TILE } from '../tiers.ts';
 import type { Tensor } from '../planner.ts';
@@ -37,7 +33,6 @@ import { Dispatch } from './dispatch.ts';
 import { elementGrid } from './elementwise.ts';
 
 const SORT_SOURCE = `${common}\n${sortBody}`;
-const TOPK_SOURCE = `${common}\n${topkBody}`;
 
 /** Largest n a plan accepts: the padded scratch (8 bytes per element) stays under 128 MiB. */
 export const MAX_SORT_ELEMENTS = 1 << 24;
@@ -60,7 +55,8 @@ export interface SortTensors {
   outCount?: Tensor;
 }
 
-function sortBuffers(t: SortTensors): SortBuffers {
+/** @internal shared with sortTopk.ts */
+export function sortBuffers(t: SortTensors): SortBuffers {
   return {
     keys: t.keys.buffer,
     values: t.values?.buffer,
@@ -72,7 +68,8 @@ function sortBuffers(t: SortTensors): SortBuffers {
   };
 }
 
-interface SortBuffers {
+/** @internal shared with sortTopk.ts */
+export interface SortBuffers {
   /** f32[n] scores. */
   keys: GPUBuffer;
   /** u32[n] payloads that tie-break and come out in outValues; default: the element's index. */
@@ -112,7 +109,8 @@ export interface SortTile {
 }
 
 /** The tuned tile: the largest of up to 2048 elements that fits this device's workgroup limits. */
-function tunedTile(ctx: GpuContext): SortTile {
+/** @internal shared with sortTopk.ts */
+export function tunedTile(ctx: GpuContext): SortTile {
   const limits = ctx.device.limits;
   let block = 2048;
   while (block * 8 > limits.maxComputeWorkgroupStorageSize) block /= 2;
@@ -121,7 +119,8 @@ function tunedTile(ctx: GpuContext): SortTile {
 }
 
 /** The quick stand-in (engine/tiers.ts), never larger than the tuned tile. */
-function quickTile(tuned: SortTile): SortTile {
+/** @internal shared with sortTopk.ts */
+export function quickTile(tuned: SortTile): SortTile {
   return { block: Math.min(QUICK_SORT_TILE.block, tuned.block), wg: Math.min(QUICK_SORT_TILE.wg, tuned.wg) };
 }
 
@@ -130,13 +129,15 @@ function sortSpec(label: string, entryPoint: string, tile: SortTile): KernelSpec
 }
 
 /** The kernels a sort of up to `padded` elements dispatches with `tile`. */
-function sortSpecs(label: string, padded: number, tile: SortTile): KernelSpec[] {
+/** @internal shared with sortTopk.ts */
+export function sortSpecs(label: string, padded: number, tile: SortTile): KernelSpec[] {
   const entries = padded > tile.block ? ['local_sort', 'global_step', 'local_merge', 'emit'] : ['local_sort', 'emit'];
   return entries.map((e) => sortSpec(label, e, tile));
 }
 
 /** Small buffers bound where an optional input or output is absent (the bind group needs one). */
-class Placeholders {
+/** @internal shared with sortTopk.ts */
+export class Placeholders {
   readonly u32: GPUBuffer;
   readonly f32: GPUBuffer;
   readonly out: GPUBuffer;
@@ -153,14 +154,16 @@ class Placeholders {
   }
 }
 
-function checkSize(label: string, what: string, buffer: GPUBuffer | undefined, elements: number): void {
+/** @internal shared with sortTopk.ts */
+export function checkSize(label: string, what: string, buffer: GPUBuffer | undefined, elements: number): void {
   if (buffer && buffer.size < elements * 4) {
     throw new Error(`${label}: ${what} holds ${buffer.size} bytes, needs ${elements * 4} (${elements} x 4-byte elements)`);
   }
 }
 
 /** WebGPU forbids binding one buffer as both read-only and writable storage in a dispatch. */
-function checkDistinct(label: string, buffers: SortBuffers): void {
+/** @internal shared with sortTopk.ts */
+export function checkDistinct(label: string, buffers: SortBuffers): void {
   const outputs = [buffers.outKeys, buffers.outValues, buffers.outCount].filter((b) => b);
   const inputs = [buffers.keys, buffers.values, buffers.valid, buffers.count].filter((b) => b);
   if (outputs.some((b, i) => inputs.includes(b) || outputs.indexOf(b) !== i)) {
@@ -168,7 +171,8 @@ function checkDistinct(label: string, buffers: SortBuffers): void {
   }
 }
 
-function checkOptions(label: string, maxN: number, options: SortOptions): { n: number; inOffset: number; outLimit: number; outOffset: number } {
+/** @internal shared with sortTopk.ts */
+export function checkOptions(label: string, maxN: number, options: SortOptions): { n: number; inOffset: number; outLimit: number; outOffset: number } {
   const n = options.n ?? maxN;
   if (!Number.isInteger(n) || n < 1 || n > maxN) throw new Error(`${label}: n = ${n} must be an integer in [1, ${maxN}] (the size given at construction)`);
   const outLimit = Math.min(n, options.outLimit ?? n);
@@ -276,133 +280,6 @@ export class SortDescending {
 
   destroy(): void {
     this.ctx.release(this.scratch);
-    this.none.destroy();
-  }
-}
-
-export type TopKTensors = Omit<SortTensors, 'valid'>;
-
-/**
- * The k best of up to maxN scores, sorted as SortDescending sorts them. k up to the tile size
- * (2048 on devices with 16 KiB of workgroup memory) runs the bitonic selection of
- * sort_topk.wgsl; a larger k falls back to a full SortDescending.
- */
-export class TopK {
-  readonly run: number;
-  /** The tile: tuned, or the quick stand-in (a full sort when K exceeds it). */
-  readonly tile: SortTile;
-  private readonly ping?: GPUBuffer;
-  private readonly pong?: GPUBuffer;
-  private readonly fullSort?: SortDescending;
-  private readonly none: Placeholders;
-
-  constructor(
-    private readonly ctx: GpuContext,
-    readonly maxN: number,
-    readonly k: number,
-    readonly label = 'topk',
-  ) {
-    if (!Number.isInteger(maxN) || maxN < 1 || maxN > MAX_SORT_ELEMENTS) {
-      throw new Error(`${label}: maxN = ${maxN} must be an integer in [1, ${MAX_SORT_ELEMENTS}]`);
-    }
-    if (!Number.isInteger(k) || k < 1) throw new Error(`${label}: k = ${k} must be a positive integer`);
-    this.run = nextPow2(k);
-    const tuned = tunedTile(ctx);
-    this.tile = ctx.tieredVariant(tuned, quickTile(tuned), (t) => this.specs(t));
-    this.none = new Placeholders(ctx, label);
-    if (this.run > this.tile.block) {
-      this.fullSort = new SortDescending(ctx, maxN, `${label}.sort`, this.tile);
-    } else {
-      const runs = Math.ceil(maxN / this.firstBlock(maxN));
-      this.ping = ctx.createBuffer(`${label}.ping`, runs * this.run * 8);
-      this.pong = ctx.createBuffer(`${label}.pong`, Math.ceil(runs / 2) * this.run * 8);
-    }
-  }
-
-  /** Inputs per topk_first tile: a whole tile, but no more than n needs, and at least K. */
-  private firstBlock(n: number, tile = this.tile): number {
-    return Math.max(this.run, Math.min(tile.block, nextPow2(n)));
-  }
-
-  private get wg(): number {
-    return this.tile.wg;
-  }
-
-  private topkSpec(entryPoint: string, tile: SortTile): KernelSpec {
-    return { source: TOPK_SOURCE, label: `${this.label}.${entryPoint}`, entryPoint, consts: { WG: tile.wg, BLOCK: tile.block } };
-  }
-
-  /** The kernels the selection dispatches with `tile` (a full sort's when K exceeds the tile). */
-  private specs(tile: SortTile): KernelSpec[] {
-    if (this.run > tile.block) return sortSpecs(`${this.label}.sort`, nextPow2(this.maxN), tile);
-    const merges = Math.ceil(this.maxN / this.firstBlock(this.maxN, tile)) > 1;
-    return (merges ? ['topk_first', 'topk_merge', 'topk_emit'] : ['topk_first', 'topk_emit']).map((e) => this.topkSpec(e, tile));
-  }
-
-  private kernel(entryPoint: string): Kernel {
-    return this.ctx.kernel(this.topkSpec(entryPoint, this.tile));
-  }
-
-  /** Records the selection into `rec`: min(k, n) outputs (options.outLimit is ignored: k is the limit). */
-  record(rec: Recorder, io: TopKTensors, options: Omit<SortOptions, 'outLimit'> = {}): void {
-    rec.record(...this.dispatches(sortBuffers(io), options));
-  }
-
-  private dispatches(buffers: Omit<SortBuffers, 'valid'>, options: Omit<SortOptions, 'outLimit'>): Dispatch[] {
-    const { ctx, label } = this;
-    const { n, inOffset, outOffset } = checkOptions(label, this.maxN, options);
-    const k = Math.min(this.k, n);
-    if (this.fullSort) return this.fullSort.dispatches(buffers, { n, inOffset, outLimit: k, outOffset });
-    for (const [what, buffer, elements] of [
-      ['keys', buffers.keys, inOffset + n],
-      ['values', buffers.values, inOffset + n],
-      ['count', buffers.count, 1],
-      ['outKeys', buffers.outKeys, outOffset + k],
-      ['outValues', buffers.outValues, outOffset + k],
-      ['outCount', buffers.outCount, 1],
-    ] as const) {
-      checkSize(label, what, buffer, elements);
-    }
-    checkDistinct(label, buffers);
-    const block = this.firstBlock(n);
-    const base = {
-      n,
-      in_offset: inOffset,
-      block,
-      run: this.run,
-      runs_in: 0,
-      out_limit: k,
-      out_offset: outOffset,
-      has_values: buffers.values ? 1 : 0,
-      has_count: buffers.count ? 1 : 0,
-      write_keys: buffers.outKeys ? 1 : 0,
-    };
-    const fixed = {
-      count_in: buffers.count ?? this.none.u32,
-      keys: buffers.keys,
-      values: buffers.values ?? this.none.u32,
-      out_keys: buffers.outKeys ?? this.none.f32,
-      out_values: buffers.outValues,
-      out_count: buffers.outCount ?? this.none.out,
-    };
-    let runs = Math.ceil(n / block);
-    let [src, dst] = [this.pong!, this.ping!];
-    const dispatches = [Dispatch.create(ctx, this.kernel('topk_first'), base, { ...fixed, src, dst }, [runs])];
-    while (runs > 1) {
-      [src, dst] = [dst, src];
-      const next = Math.ceil(runs / 2);
-      dispatches.push(Dispatch.create(ctx, this.kernel('topk_merge'), { ...base, runs_in: runs }, { ...fixed, src, dst }, [next]));
-      runs = next;
-    }
-    [src, dst] = [dst, src];
-    dispatches.push(Dispatch.create(ctx, this.kernel('topk_emit'), base, { ...fixed, src, dst }, [Math.ceil(k / this.wg)]));
-    return dispatches;
-  }
-
-  destroy(): void {
-    this.ctx.release(this.ping);
-    this.ctx.release(this.pong);
-    this.fullSort?.destroy();
     this.none.destroy();
   }
 }
