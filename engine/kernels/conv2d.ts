@@ -143,7 +143,7 @@ export class Conv2d {
   readonly precision: ConvPrecision;
   private readonly weight: GPUBuffer;
   private readonly bias: GPUBuffer;
-  /** torch-layout weights, kept while the layer may still need a Winograd transform of them. */
+  /** torch-layout weights as given (the caller's array, not modified), for a Winograd transform at first use. */
   private readonly source?: Float32Array;
   /** Winograd-transformed weights (winograd.ts), made at the first plan that runs the layer so. */
   private readonly winogradWeight = new Map<WinogradSize, GPUBuffer>();
@@ -168,7 +168,8 @@ export class Conv2d {
     if (bias && bias.length !== spec.cout) throw new Error(`${label}: bias has ${bias.length} values, expected ${spec.cout}`);
     this.weight = uploadConvWeight(ctx, `${label}.weight`, packConvWeight(weight, spec.cout, spec.cin, kh, kw), this.precision);
     this.bias = ctx.upload(`${label}.bias`, bias ?? new Float32Array(spec.cout));
-    if (this.winogradEligible) this.source = weight.slice();
+    // Kept by reference (not copied): the Winograd transform reads it only if a plan asks for it.
+    if (this.winogradEligible) this.source = weight;
     if (spec.tile?.winograd && !this.winogradEligible) {
       throw new Error(`${label}: tile ${JSON.stringify(spec.tile)} asks for Winograd, which needs a 3x3 kernel, stride 1, dilation 1 and f32 weights`);
     }
@@ -229,7 +230,7 @@ export class Conv2d {
     const specsFor = (tile: ConvTile) => this.kernelSpecs(tile, input, out, epilogue);
     const tile = spec.tile ?? this.ctx.tieredVariant(this.tileFor(input), QUICK_CONV_TILE, specsFor);
     if (tile.winograd) this.recordWinograd(rec, tile, tile.winograd, input, out, io, epilogue);
-    else rec.record(this.directDispatch(tile, specsFor(tile)[0], input, out, io));
+    else rec.record(this.directDispatch(tile, specsFor(tile)[0], input, out, io, epilogue));
     return y;
   }
 
@@ -237,6 +238,7 @@ export class Conv2d {
   private kernelSpecs(tile: ConvTile, input: ConvShape, out: ConvShape, epilogue: WinogradEpilogueFlags): KernelSpec[] {
     if (tile.winograd) {
       const t = winogradTransformSpecs(tile.winograd, epilogue, this.label);
+      // The GEMM's columns are a chunk's tiles rounded up to 4 (recordWinograd): vec4 loads of B.
       return [t.input, matmulKernelSpec({}, { n: 4 }, tile, `${this.label}.winograd-gemm`, epilogue.DYNAMIC_BATCH), t.output];
     }
     const [kh, kw] = this.spec.kernel;
@@ -298,11 +300,10 @@ export class Conv2d {
     rec.release(v, mm);
   }
 
-  private directDispatch(tile: ConvTile, kernelSpec: KernelSpec, input: ConvShape, out: ConvShape, io: ConvIo): Dispatch {
+  private directDispatch(tile: ConvTile, kernelSpec: KernelSpec, input: ConvShape, out: ConvShape, io: ConvIo, epilogue: WinogradEpilogueFlags): Dispatch {
     const { spec } = this;
     const [kh, kw] = spec.kernel;
     const { x, y, residual, batchLimit } = io;
-    const epilogue = { RELU: !!spec.relu, RESIDUAL: !!spec.residual, RESIDUAL_HALF: io.residualHalf, DYNAMIC_BATCH: !!batchLimit };
     const kernel = this.ctx.kernel(kernelSpec);
     const n = input.batch * out.h * out.w;
     return Dispatch.create(

@@ -130,11 +130,20 @@ export interface WinogradEpilogue {
   DYNAMIC_BATCH: boolean;
 }
 
+/** Generated sources by size and epilogue: each is generated once per process. */
+const generated = new Map<string, string>();
+function memo(key: string, make: () => string): string {
+  let source = generated.get(key);
+  if (source === undefined) generated.set(key, (source = make()));
+  return source;
+}
+
 /** The two transform kernels of a Winograd layer (the GEMM between them is matmul.wgsl's). */
 export function winogradTransformSpecs(m: WinogradSize, epilogue: WinogradEpilogue, label: string): { input: KernelSpec; output: KernelSpec } {
+  const e = `${+epilogue.RELU}${+epilogue.RESIDUAL}${+epilogue.RESIDUAL_HALF}${+epilogue.DYNAMIC_BATCH}`;
   return {
-    input: { source: winogradInputShader(m, epilogue.DYNAMIC_BATCH), label: `${label}.winograd-in` },
-    output: { source: winogradOutputShader(m, epilogue), label: `${label}.winograd-out` },
+    input: { source: memo(`in ${m} ${+epilogue.DYNAMIC_BATCH}`, () => winogradInputShader(m, epilogue.DYNAMIC_BATCH)), label: `${label}.winograd-in` },
+    output: { source: memo(`out ${m} ${e}`, () => winogradOutputShader(m, epilogue)), label: `${label}.winograd-out` },
   };
 }
 
