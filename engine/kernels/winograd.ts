@@ -1,19 +1,18 @@
 // Winograd convolution for 3x3, stride-1, dilation-1 layers: F(2x2, 3x3) and F(4x4, 3x3) (Lavin
-// & Gray, "Fast Algorithms for Convolutional Neural Networks", 2015), fused into one kernel per
-// layer. The output is cut into M x M tiles, each reading an A x A input tile (A = M + 2) at stride
-// M. With the input transform V = B^T d B and the weights transformed once at load, U = G g G^T
-// (float64, rounded once), a tile's outputs are Y = A^T [sum over ci of U[ci] (.) V[ci]] A: per
-// input channel, A*A multiplications per output channel and tile instead of 9 M^2 (F(2,3): 16 vs
-// 36, 2.25x fewer; F(4,3): 36 vs 144, 4x fewer). The sum over ci is a batched GEMM over the A*A
-// transform positions, run in registers as conv2d.wgsl's implicit GEMM runs its K loop; the
-// transformed input never goes to memory (it would be A*A / M^2 times the input), so a layer needs
-// no buffer beyond its input, output and U, and keeps conv2d's fused epilogue.
-//
-// The WGSL is generated per tile and epilogue (winogradShader): straight-line code with one scalar
-// per value. Rounding differs from the direct conv's: the bound is WINOGRAD_TOLERANCE in
-// tests/tolerance.ts. Conv2d (conv2d.ts) takes this path when its tile asks for it
-// (ConvTile.winograd, per conv class and adapter: `npm run tune`) and the layer qualifies; the
-// direct conv stays the reference path, the quick stand-in (engine/tiers.ts) and the fallback.
+// & Gray, "Fast Algorithms for Convolutional Neural Networks", 2015). The output is cut into M x M
+// tiles, each reading an A x A input tile (A = M + 2) at stride M. With the input transform
+// V = B^T d B and the weights transformed once at load, U = G g G^T (float64, rounded once), a
+// tile's outputs are Y = A^T [sum over ci of U[ci] (.) V[ci]] A: per input channel, A*A
+// multiplications per output channel and tile instead of 9 M^2 (F(2,3): 16 vs 36, 2.25x fewer;
+// F(4,3): 36 vs 144, 4x fewer). Three dispatches per chunk of tiles (Conv2d.recordWinograd):
+//   input transform   (generated here) V [A*A][Cin][tiles], zero padding, batch limit
+//   batched GEMM      matmul.wgsl, workgroup z = transform position: M[e] = U[e] V[e]
+//   output transform  (generated here) Y = A^T M A + bias (+ residual) (ReLU), as conv2d.wgsl's epilogue
+// The transforms are generated per size and epilogue as straight-line WGSL (one scalar per value).
+// Rounding differs from the direct conv's: the bound is WINOGRAD_TOLERANCE in tests/tolerance.ts.
+// Conv2d takes this path when its tile asks for it (ConvTile.winograd, per conv class and adapter:
+// `npm run tune`) and the layer qualifies; the direct conv stays the reference path, the quick
+// stand-in (engine/tiers.ts) and the fallback.
 
 import type { KernelSpec } from '../gpu.ts';
 import type { ConvTile } from './convTiling.ts';
